@@ -1,0 +1,22 @@
+//! The device side of KeyMesh.
+//!
+//! A device seals every payload end to end into an [`Envelope`]: a fresh AES-256-GCM key
+//! encrypts the payload, RSA-OAEP-SHA-256 wraps that key to the recipient's (or the
+//! topic's) public key, and the sender signs the whole with RSA-PSS-SHA-256. The bridge can
+//! check an envelope (fingerprint, signature, freshness) but never read it.
+//!
+//! The byte layout is specified in `docs/envelope.md`; this crate is its reference
+//! implementation.
+
+pub mod config;
+pub mod envelope;
+pub mod keys;
+pub mod mqtt;
+pub mod topic_key;
+
+pub use envelope::{
+    open, seal_direct, seal_topic, verify_signature, Envelope, EnvelopeError, Header, Kind, Opened,
+    ENVELOPE_VERSION, MAX_ENVELOPE_LEN, MAX_PAYLOAD_LEN,
+};
+pub use keys::{fingerprint, generate, Fingerprint, KeyBits, KeyError};
+pub use topic_key::{open_topic_key, seal_topic_key, SealedTopicKey, TopicKeyError};

@@ -1,0 +1,71 @@
+//! Types that the runtime, the node, the bridge and devices all speak.
+//!
+//! Kept `no_std` so the runtime can use the same definitions as the off-chain parts:
+//! a device id that the bridge accepts is exactly a device id the chain accepts.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+/// Milliseconds between two blocks: the Aura slot.
+///
+/// One second keeps "registered until usable" short for devices while leaving GRANDPA
+/// room to finalize on a small validator set.
+pub const MILLISECS_PER_BLOCK: u64 = 1_000;
+
+/// Shortest operator-chosen id (device or group), in bytes.
+pub const MIN_ID_LEN: usize = 1;
+/// Longest operator-chosen id (device or group), in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Why an operator-chosen id was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdError {
+    /// Shorter than [`MIN_ID_LEN`] bytes.
+    Empty,
+    /// Longer than [`MAX_ID_LEN`] bytes.
+    TooLong,
+    /// A byte outside `[A-Za-z0-9._-]`, at this position.
+    BadByte(usize),
+}
+
+/// Checks an operator-chosen device or group id.
+///
+/// Ids are also MQTT topic segments (`km/v1/dev/<id>/inbox`), so the alphabet excludes
+/// the topic separators and wildcards (`/`, `+`, `#`) by construction rather than by
+/// escaping.
+pub fn validate_id(id: &[u8]) -> Result<(), IdError> {
+    if id.len() < MIN_ID_LEN {
+        return Err(IdError::Empty);
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong);
+    }
+    match id
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')))
+    {
+        Some(at) => Err(IdError::BadByte(at)),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_device_and_group_names_are_valid() {
+        for id in [&b"1111"[..], b"A", b"hsu0001", b"plant-3.line_7"] {
+            assert_eq!(validate_id(id), Ok(()), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn ids_that_would_break_topics_are_refused() {
+        assert_eq!(validate_id(b""), Err(IdError::Empty));
+        assert_eq!(validate_id(&[b'a'; 65]), Err(IdError::TooLong));
+        assert_eq!(validate_id(&[b'a'; 64]), Ok(()));
+        assert_eq!(validate_id(b"a/b"), Err(IdError::BadByte(1)));
+        assert_eq!(validate_id(b"+"), Err(IdError::BadByte(0)));
+        assert_eq!(validate_id(b"dev#"), Err(IdError::BadByte(3)));
+        assert_eq!(validate_id("dé".as_bytes()), Err(IdError::BadByte(1)));
+    }
+}
