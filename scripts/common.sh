@@ -8,12 +8,14 @@ NODE_BIN="$CARGO_TARGET_DIR/release/keymesh-node"
 log() { printf '[keymesh] %s\n' "$*" >&2; }
 
 # Installs what a fresh machine lacks: Debian packages and rustup parts.
+# mosquitto is also put on PATH from /usr/sbin, where Debian installs the broker.
 ensure_toolchain() {
+    case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
     local missing=()
     command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
-    command -v clang >/dev/null 2>&1 || true
+    command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
     if [ "${#missing[@]}" -gt 0 ]; then
         log "installing Debian packages: ${missing[*]}"
         local sudo=""

@@ -1,0 +1,316 @@
+//! The `keymesh-device` binary end to end: offline key and envelope commands, and
+//! `send`/`listen` through a real MQTT broker (Mosquitto) on loopback.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_keymesh-device"))
+}
+
+fn testdata(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
+}
+
+fn run(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [
+        "keygen",
+        "fingerprint",
+        "seal",
+        "open",
+        "send",
+        "publish",
+        "listen",
+    ] {
+        let out = run(&[cmd, "--help"], b"");
+        assert!(out.status.success(), "{cmd}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{cmd}"
+        );
+    }
+}
+
+#[test]
+fn keygen_fingerprint_seal_and_open_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("1111.key.pem");
+    let out = run(&["keygen", "--out", key.to_str().unwrap()], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Refuses to overwrite a device key, with a clear error.
+    let again = run(&["keygen", "--out", key.to_str().unwrap()], b"");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("error:"));
+
+    let public = dir.path().join("1111.key.spki.pem");
+    let fp_pub = run(&["fingerprint", public.to_str().unwrap()], b"");
+    let fp_priv = run(&["fingerprint", key.to_str().unwrap()], b"");
+    assert_eq!(fp_pub.stdout, fp_priv.stdout);
+    assert_eq!(String::from_utf8_lossy(&fp_pub.stdout).trim().len(), 64);
+
+    let recipient = testdata("1113.spki.pem");
+    let sealed = run(
+        &[
+            "--device-id",
+            "1111",
+            "--key",
+            key.to_str().unwrap(),
+            "seal",
+            "--to",
+            "1113",
+            "--recipient-key",
+            recipient.to_str().unwrap(),
+        ],
+        b"hello 1113",
+    );
+    assert!(
+        sealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sealed.stderr)
+    );
+    let opened = run(
+        &[
+            "--key",
+            testdata("1113.key.pem").to_str().unwrap(),
+            "open",
+            "--sender-key",
+            public.to_str().unwrap(),
+        ],
+        &sealed.stdout,
+    );
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    assert_eq!(opened.stdout, b"hello 1113");
+
+    // 1112 cannot open it, and says why.
+    let denied = run(
+        &[
+            "--key",
+            testdata("1112.key.pem").to_str().unwrap(),
+            "open",
+            "--sender-key",
+            public.to_str().unwrap(),
+        ],
+        &sealed.stdout,
+    );
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("not the recipient"));
+    // Garbage input is a clear error, not a panic.
+    let garbage = run(
+        &[
+            "--key",
+            testdata("1113.key.pem").to_str().unwrap(),
+            "open",
+            "--sender-key",
+            public.to_str().unwrap(),
+        ],
+        b"None",
+    );
+    assert_eq!(garbage.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&garbage.stderr).contains("error:"));
+}
+
+struct Reaped(Child);
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_mosquitto(dir: &Path) -> (Reaped, u16) {
+    let port = free_port();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+    )
+    .unwrap();
+    let child = Command::new("mosquitto")
+        .args(["-c", conf.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto (scripts/test.sh installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Reaped(child), port)
+}
+
+#[test]
+fn send_and_listen_through_a_real_broker() {
+    // No bridge yet: the test plays its part by relaying the ingress topic to the inbox
+    // with mosquitto's own client, so what `listen` receives is exactly what `send` sealed.
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, port) = start_mosquitto(dir.path());
+    let broker = format!("mqtt://127.0.0.1:{port}");
+    let peers = dir.path().join("peers");
+    std::fs::create_dir(&peers).unwrap();
+    for id in ["1111", "1113"] {
+        std::fs::copy(
+            testdata(&format!("{id}.spki.pem")),
+            peers.join(format!("{id}.spki.pem")),
+        )
+        .unwrap();
+    }
+
+    let mut listener = Reaped(
+        Command::new(bin())
+            .args([
+                "--broker",
+                &broker,
+                "--device-id",
+                "1113",
+                "--key",
+                testdata("1113.key.pem").to_str().unwrap(),
+            ])
+            .args([
+                "--peers-dir",
+                peers.to_str().unwrap(),
+                "listen",
+                "--count",
+                "2",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Readiness: the listener says so on stderr once subscribed.
+    let mut err = BufReader::new(listener.0.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on km/v1/dev/1113/inbox"), "{line}");
+
+    // Relay: take one message from the ingress topic and republish it to the inbox.
+    let sealed_path = dir.path().join("sealed.bin");
+    let mut grab = Reaped(
+        Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "km/v1/in/1111",
+                "-C",
+                "1",
+                "-N",
+                "-q",
+                "1",
+            ])
+            .stdout(Stdio::from(std::fs::File::create(&sealed_path).unwrap()))
+            .spawn()
+            .unwrap(),
+    );
+    // mosquitto_sub has no readiness signal; publish until it has taken one message.
+    let send = |msg: &str| {
+        let out = Command::new(bin())
+            .args([
+                "--broker",
+                &broker,
+                "--device-id",
+                "1111",
+                "--key",
+                testdata("1111.key.pem").to_str().unwrap(),
+            ])
+            .args([
+                "--peers-dir",
+                peers.to_str().unwrap(),
+                "send",
+                "--to",
+                "1113",
+                "--message",
+                msg,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        send("hello from 1111");
+        if let Ok(Some(_)) = grab.0.try_wait() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ingress message never seen");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let relay = |file: &Path| {
+        let status = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "km/v1/dev/1113/inbox",
+                "-q",
+                "1",
+                "-f",
+                file.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    relay(&sealed_path);
+    // The same message again: the device drops the duplicate and says so.
+    relay(&sealed_path);
+
+    let out = listener.0.stdout.take().unwrap();
+    let lines: Vec<String> = BufReader::new(out).lines().map(|l| l.unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0], "km/v1/dev/1113/inbox: from 1111: hello from 1111");
+    assert!(
+        lines[1].contains("cannot open: duplicate message"),
+        "{}",
+        lines[1]
+    );
+}
