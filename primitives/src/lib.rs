@@ -4,6 +4,59 @@
 //! a device id that the bridge accepts is exactly a device id the chain accepts.
 #![cfg_attr(not(feature = "std"), no_std)]
 
+pub mod rsa_key;
+pub use rsa_key::{validate_rsa_spki, RsaKeyError, MAX_RSA_BITS, MAX_SPKI_LEN, MIN_RSA_BITS};
+
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use scale_info::TypeInfo;
+
+/// SHA-256 of a public key's SubjectPublicKeyInfo DER.
+pub type Fingerprint = [u8; 32];
+
+/// Where a device stands.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Encode,
+    Decode,
+    DecodeWithMemTracking,
+    TypeInfo,
+    MaxEncodedLen,
+)]
+pub enum DeviceStatus {
+    /// May send and receive.
+    Active,
+    /// Temporarily barred by an operator; can be resumed.
+    Suspended,
+    /// Barred for good.
+    Revoked,
+}
+
+/// One key a device has had.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Encode,
+    Decode,
+    DecodeWithMemTracking,
+    TypeInfo,
+    MaxEncodedLen,
+)]
+pub struct KeyHistoryEntry<BlockNumber> {
+    /// Rotation count when this key became current (0 = registered key).
+    pub epoch: u32,
+    /// Fingerprint of the key.
+    pub fingerprint: Fingerprint,
+    /// Block from which the key was current.
+    pub from_block: BlockNumber,
+}
+
 /// Milliseconds between two blocks: the Aura slot.
 ///
 /// One second keeps "registered until usable" short for devices while leaving GRANDPA

@@ -1,0 +1,443 @@
+//! # Devices pallet
+//!
+//! The registry of device identities and their RSA public keys.
+//!
+//! - Operators (root, or a member of the runtime's operator set) [`register`](Pallet::register)
+//!   devices, [`suspend`](Pallet::suspend) and [`resume`](Pallet::resume) them.
+//! - A device's owner (or an operator) [`rotate_key`](Pallet::rotate_key)s and
+//!   [`revoke`](Pallet::revoke)s it; revocation is final.
+//!
+//! Every key is validated here, in the runtime: SubjectPublicKeyInfo DER of an RSA key of
+//! 2048 to 4096 bits with e = 65537. A client cannot get anything else on chain. Each key's
+//! fingerprint is SHA-256 of its DER; the key epoch counts rotations; a bounded history keeps
+//! the latest (epoch, fingerprint, from-block) entries.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub use pallet::*;
+pub mod weights;
+pub use weights::WeightInfo;
+
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use frame_support::{pallet_prelude::ConstU32, BoundedVec};
+use scale_info::TypeInfo;
+
+pub use keymesh_primitives::{DeviceStatus, Fingerprint, KeyHistoryEntry};
+
+/// A device id as stored: 1 to 64 bytes of `[A-Za-z0-9._-]`.
+pub type DeviceId = BoundedVec<u8, ConstU32<{ keymesh_primitives::MAX_ID_LEN as u32 }>>;
+/// A public key as stored: SubjectPublicKeyInfo DER, at most `MAX_SPKI_LEN` bytes.
+pub type PublicKeyDer = BoundedVec<u8, ConstU32<{ keymesh_primitives::MAX_SPKI_LEN }>>;
+
+/// What the chain knows of a device.
+#[derive(
+    Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub struct DeviceRecord<AccountId, BlockNumber> {
+    /// The account that may rotate the key or revoke the device.
+    pub owner: AccountId,
+    /// Current public key (SPKI DER).
+    pub public_key: PublicKeyDer,
+    /// SHA-256 of `public_key`.
+    pub fingerprint: Fingerprint,
+    /// Rotations so far: 0 for the registered key.
+    pub epoch: u32,
+    /// Active, Suspended or Revoked.
+    pub status: DeviceStatus,
+    /// Block of registration.
+    pub registered_at: BlockNumber,
+}
+
+/// Notified when a device is revoked, so other pallets (groups) can drop it.
+pub trait OnDeviceRevoked {
+    /// `device` has just been revoked. Returns the weight used.
+    fn on_device_revoked(device: &[u8]) -> frame_support::weights::Weight;
+}
+
+impl OnDeviceRevoked for () {
+    fn on_device_revoked(_: &[u8]) -> frame_support::weights::Weight {
+        frame_support::weights::Weight::zero()
+    }
+}
+
+#[frame_support::pallet]
+pub mod pallet {
+    use super::*;
+    use frame_support::{pallet_prelude::*, traits::Contains};
+    use frame_system::pallet_prelude::*;
+    use keymesh_primitives::{validate_id, validate_rsa_spki};
+
+    #[pallet::pallet]
+    pub struct Pallet<T>(_);
+
+    #[pallet::config]
+    pub trait Config: frame_system::Config {
+        /// The overarching event type.
+        #[allow(deprecated)]
+        type RuntimeEvent: From<Event<Self>> + IsType<<Self as frame_system::Config>::RuntimeEvent>;
+        /// The operators: accounts that may register, suspend and resume devices.
+        type Operators: Contains<Self::AccountId>;
+        /// Most key-history entries kept per device; the oldest goes first.
+        #[pallet::constant]
+        type MaxKeyHistory: Get<u32>;
+        /// Told about revocations (the groups pallet removes the device from its groups).
+        type OnRevoked: OnDeviceRevoked;
+        /// Weights of the calls.
+        type WeightInfo: WeightInfo;
+    }
+
+    /// Every registered device, by id. Written by `register`, `rotate_key`, `suspend`,
+    /// `resume` and `revoke`; never removed, so a revoked id cannot be reused.
+    #[pallet::storage]
+    pub type Devices<T: Config> = StorageMap<
+        _,
+        Blake2_128Concat,
+        DeviceId,
+        DeviceRecord<T::AccountId, BlockNumberFor<T>>,
+        OptionQuery,
+    >;
+
+    /// The keys a device has had: (epoch, fingerprint, from-block), oldest first, at most
+    /// `MaxKeyHistory`. Written by `register` and `rotate_key`.
+    #[pallet::storage]
+    pub type KeyHistory<T: Config> = StorageMap<
+        _,
+        Blake2_128Concat,
+        DeviceId,
+        BoundedVec<KeyHistoryEntry<BlockNumberFor<T>>, T::MaxKeyHistory>,
+        ValueQuery,
+    >;
+
+    /// Number of registered devices (of any status). Written by `register`.
+    #[pallet::storage]
+    pub type DeviceCount<T: Config> = StorageValue<_, u32, ValueQuery>;
+
+    #[pallet::event]
+    #[pallet::generate_deposit(pub(super) fn deposit_event)]
+    pub enum Event<T: Config> {
+        /// A device was registered with its first key (epoch 0).
+        DeviceRegistered {
+            device: DeviceId,
+            owner: T::AccountId,
+            fingerprint: Fingerprint,
+        },
+        /// A device's key was replaced; envelopes sealed to `old` are now refused.
+        KeyRotated {
+            device: DeviceId,
+            epoch: u32,
+            old: Fingerprint,
+            new: Fingerprint,
+        },
+        /// A device may no longer send or receive until resumed.
+        DeviceSuspended {
+            device: DeviceId,
+            fingerprint: Fingerprint,
+        },
+        /// A suspended device is active again.
+        DeviceResumed {
+            device: DeviceId,
+            fingerprint: Fingerprint,
+        },
+        /// A device was revoked for good.
+        DeviceRevoked {
+            device: DeviceId,
+            fingerprint: Fingerprint,
+        },
+    }
+
+    #[pallet::error]
+    pub enum Error<T> {
+        /// The caller is not an operator (nor root).
+        NotOperator,
+        /// The caller is neither the device's owner nor an operator.
+        NotOwnerOrOperator,
+        /// The id is not 1..64 bytes of `[A-Za-z0-9._-]`.
+        InvalidDeviceId,
+        /// The key is not an RSA SubjectPublicKeyInfo of 2048..4096 bits with e = 65537.
+        InvalidKey,
+        /// A device with this id exists (ids are never reused, even after revocation).
+        AlreadyRegistered,
+        /// No device has this id.
+        UnknownDevice,
+        /// The device is revoked; nothing more can change it.
+        DeviceRevoked,
+        /// The device is not active.
+        NotActive,
+        /// The device is not suspended.
+        NotSuspended,
+        /// The new key is the current key.
+        KeyUnchanged,
+        /// The key epoch would overflow.
+        EpochOverflow,
+        /// Too many devices.
+        TooManyDevices,
+    }
+
+    #[pallet::call]
+    impl<T: Config> Pallet<T> {
+        /// Registers `device` with `public_key` (SPKI DER), owned by `owner`.
+        ///
+        /// Origin: root or an operator. Writes `Devices`, `KeyHistory`, `DeviceCount`;
+        /// emits `DeviceRegistered`.
+        #[pallet::call_index(0)]
+        #[pallet::weight(T::WeightInfo::register(public_key.len() as u32))]
+        pub fn register(
+            origin: OriginFor<T>,
+            device: DeviceId,
+            public_key: PublicKeyDer,
+            owner: T::AccountId,
+        ) -> DispatchResult {
+            Self::ensure_operator(origin)?;
+            validate_id(&device).map_err(|_| Error::<T>::InvalidDeviceId)?;
+            ensure!(
+                !Devices::<T>::contains_key(&device),
+                Error::<T>::AlreadyRegistered
+            );
+            let fingerprint = Self::checked_fingerprint(&public_key)?;
+            let count = DeviceCount::<T>::get()
+                .checked_add(1)
+                .ok_or(Error::<T>::TooManyDevices)?;
+            let now = frame_system::Pallet::<T>::block_number();
+            Devices::<T>::insert(
+                &device,
+                DeviceRecord {
+                    owner: owner.clone(),
+                    public_key,
+                    fingerprint,
+                    epoch: 0,
+                    status: DeviceStatus::Active,
+                    registered_at: now,
+                },
+            );
+            Self::push_history(
+                &device,
+                KeyHistoryEntry {
+                    epoch: 0,
+                    fingerprint,
+                    from_block: now,
+                },
+            );
+            DeviceCount::<T>::put(count);
+            Self::deposit_event(Event::DeviceRegistered {
+                device,
+                owner,
+                fingerprint,
+            });
+            Ok(())
+        }
+
+        /// Replaces `device`'s key with `public_key` and moves it to the next key epoch.
+        ///
+        /// Origin: the device's owner or an operator (or root). The device must not be
+        /// revoked. Writes `Devices`, `KeyHistory`; emits `KeyRotated`.
+        #[pallet::call_index(1)]
+        #[pallet::weight(T::WeightInfo::rotate_key(public_key.len() as u32))]
+        pub fn rotate_key(
+            origin: OriginFor<T>,
+            device: DeviceId,
+            public_key: PublicKeyDer,
+        ) -> DispatchResult {
+            let mut record = Devices::<T>::get(&device).ok_or(Error::<T>::UnknownDevice)?;
+            Self::ensure_owner_or_operator(origin, &record.owner)?;
+            ensure!(
+                record.status != DeviceStatus::Revoked,
+                Error::<T>::DeviceRevoked
+            );
+            let fingerprint = Self::checked_fingerprint(&public_key)?;
+            ensure!(fingerprint != record.fingerprint, Error::<T>::KeyUnchanged);
+            let epoch = record
+                .epoch
+                .checked_add(1)
+                .ok_or(Error::<T>::EpochOverflow)?;
+            let old = record.fingerprint;
+            record.public_key = public_key;
+            record.fingerprint = fingerprint;
+            record.epoch = epoch;
+            Devices::<T>::insert(&device, record);
+            let now = frame_system::Pallet::<T>::block_number();
+            Self::push_history(
+                &device,
+                KeyHistoryEntry {
+                    epoch,
+                    fingerprint,
+                    from_block: now,
+                },
+            );
+            Self::deposit_event(Event::KeyRotated {
+                device,
+                epoch,
+                old,
+                new: fingerprint,
+            });
+            Ok(())
+        }
+
+        /// Suspends an active device: bridges stop forwarding to and from it.
+        ///
+        /// Origin: root or an operator. Writes `Devices`; emits `DeviceSuspended`.
+        #[pallet::call_index(2)]
+        #[pallet::weight(T::WeightInfo::set_status())]
+        pub fn suspend(origin: OriginFor<T>, device: DeviceId) -> DispatchResult {
+            Self::ensure_operator(origin)?;
+            let fingerprint = Self::transition(
+                &device,
+                DeviceStatus::Active,
+                DeviceStatus::Suspended,
+                Error::<T>::NotActive,
+            )?;
+            Self::deposit_event(Event::DeviceSuspended {
+                device,
+                fingerprint,
+            });
+            Ok(())
+        }
+
+        /// Resumes a suspended device.
+        ///
+        /// Origin: root or an operator. Writes `Devices`; emits `DeviceResumed`.
+        #[pallet::call_index(3)]
+        #[pallet::weight(T::WeightInfo::set_status())]
+        pub fn resume(origin: OriginFor<T>, device: DeviceId) -> DispatchResult {
+            Self::ensure_operator(origin)?;
+            let fingerprint = Self::transition(
+                &device,
+                DeviceStatus::Suspended,
+                DeviceStatus::Active,
+                Error::<T>::NotSuspended,
+            )?;
+            Self::deposit_event(Event::DeviceResumed {
+                device,
+                fingerprint,
+            });
+            Ok(())
+        }
+
+        /// Revokes a device for good; it leaves every group (see `OnRevoked`).
+        ///
+        /// Origin: the device's owner or an operator (or root). Writes `Devices`; emits
+        /// `DeviceRevoked`, then whatever `OnRevoked` emits.
+        #[pallet::call_index(4)]
+        #[pallet::weight(T::WeightInfo::revoke())]
+        pub fn revoke(origin: OriginFor<T>, device: DeviceId) -> DispatchResultWithPostInfo {
+            let mut record = Devices::<T>::get(&device).ok_or(Error::<T>::UnknownDevice)?;
+            Self::ensure_owner_or_operator(origin, &record.owner)?;
+            ensure!(
+                record.status != DeviceStatus::Revoked,
+                Error::<T>::DeviceRevoked
+            );
+            record.status = DeviceStatus::Revoked;
+            let fingerprint = record.fingerprint;
+            Devices::<T>::insert(&device, record);
+            Self::deposit_event(Event::DeviceRevoked {
+                device: device.clone(),
+                fingerprint,
+            });
+            let extra = T::OnRevoked::on_device_revoked(&device);
+            Ok(Some(T::WeightInfo::revoke().saturating_add(extra)).into())
+        }
+    }
+
+    impl<T: Config> Pallet<T> {
+        fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
+            match ensure_signed_or_root(origin)? {
+                None => Ok(()),
+                Some(who) if T::Operators::contains(&who) => Ok(()),
+                Some(_) => Err(Error::<T>::NotOperator.into()),
+            }
+        }
+
+        fn ensure_owner_or_operator(origin: OriginFor<T>, owner: &T::AccountId) -> DispatchResult {
+            match ensure_signed_or_root(origin)? {
+                None => Ok(()),
+                Some(who) if &who == owner || T::Operators::contains(&who) => Ok(()),
+                Some(_) => Err(Error::<T>::NotOwnerOrOperator.into()),
+            }
+        }
+
+        fn checked_fingerprint(public_key: &[u8]) -> Result<Fingerprint, Error<T>> {
+            validate_rsa_spki(public_key).map_err(|_| Error::<T>::InvalidKey)?;
+            Ok(sp_io::hashing::sha2_256(public_key))
+        }
+
+        fn push_history(device: &DeviceId, entry: KeyHistoryEntry<BlockNumberFor<T>>) {
+            KeyHistory::<T>::mutate(device, |history| {
+                if history.is_full() && !history.is_empty() {
+                    history.remove(0);
+                }
+                // Cannot fail: there is room after the removal above (MaxKeyHistory >= 1).
+                let _ = history.try_push(entry);
+            });
+        }
+
+        fn transition(
+            device: &DeviceId,
+            from: DeviceStatus,
+            to: DeviceStatus,
+            wrong_state: Error<T>,
+        ) -> Result<Fingerprint, DispatchError> {
+            Devices::<T>::try_mutate(device, |maybe| {
+                let record = maybe.as_mut().ok_or(Error::<T>::UnknownDevice)?;
+                ensure!(
+                    record.status != DeviceStatus::Revoked,
+                    Error::<T>::DeviceRevoked
+                );
+                ensure!(record.status == from, wrong_state);
+                record.status = to;
+                Ok(record.fingerprint)
+            })
+        }
+
+        /// The device's record, if registered.
+        pub fn device(id: &[u8]) -> Option<DeviceRecord<T::AccountId, BlockNumberFor<T>>> {
+            let id: DeviceId = id.to_vec().try_into().ok()?;
+            Devices::<T>::get(id)
+        }
+    }
+
+    #[pallet::genesis_config]
+    #[derive(frame_support::DefaultNoBound)]
+    pub struct GenesisConfig<T: Config> {
+        /// Devices present from genesis: (id, SPKI DER, owner). Dev chains only.
+        pub devices: alloc::vec::Vec<(alloc::vec::Vec<u8>, alloc::vec::Vec<u8>, T::AccountId)>,
+    }
+
+    #[pallet::genesis_build]
+    impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
+        fn build(&self) {
+            for (id, key, owner) in &self.devices {
+                let device: DeviceId = id.clone().try_into().expect("genesis device id fits; qed");
+                assert!(validate_id(&device).is_ok(), "genesis device id is valid");
+                let public_key: PublicKeyDer =
+                    key.clone().try_into().expect("genesis key fits; qed");
+                let fingerprint = Pallet::<T>::checked_fingerprint(&public_key)
+                    .expect("genesis key is valid RSA");
+                Devices::<T>::insert(
+                    &device,
+                    DeviceRecord {
+                        owner: owner.clone(),
+                        public_key,
+                        fingerprint,
+                        epoch: 0,
+                        status: DeviceStatus::Active,
+                        registered_at: Zero::zero(),
+                    },
+                );
+                Pallet::<T>::push_history(
+                    &device,
+                    KeyHistoryEntry {
+                        epoch: 0,
+                        fingerprint,
+                        from_block: Zero::zero(),
+                    },
+                );
+                DeviceCount::<T>::mutate(|c| *c = c.saturating_add(1));
+            }
+        }
+    }
+}
+
+extern crate alloc;

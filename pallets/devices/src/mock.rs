@@ -1,0 +1,64 @@
+//! A minimal runtime for the pallet's unit tests.
+
+use crate as pallet_devices;
+use frame_support::{derive_impl, traits::Contains, weights::Weight};
+use sp_runtime::BuildStorage;
+
+type Block = frame_system::mocking::MockBlock<Test>;
+
+frame_support::construct_runtime!(
+    pub enum Test {
+        System: frame_system,
+        Devices: pallet_devices,
+    }
+);
+
+#[derive_impl(frame_system::config_preludes::TestDefaultConfig)]
+impl frame_system::Config for Test {
+    type Block = Block;
+}
+
+pub const OPERATOR: u64 = 1;
+pub const OWNER: u64 = 2;
+pub const STRANGER: u64 = 3;
+
+pub struct TestOperators;
+impl Contains<u64> for TestOperators {
+    fn contains(who: &u64) -> bool {
+        *who == OPERATOR
+    }
+}
+
+std::thread_local! {
+    pub static REVOKED: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records revocations so tests can check the groups pallet would be told.
+pub struct RecordRevocations;
+impl crate::OnDeviceRevoked for RecordRevocations {
+    fn on_device_revoked(device: &[u8]) -> Weight {
+        REVOKED.with(|r| r.borrow_mut().push(device.to_vec()));
+        Weight::from_parts(1_000, 0)
+    }
+}
+
+frame_support::parameter_types! {
+    pub const MaxKeyHistory: u32 = 3;
+}
+
+impl pallet_devices::Config for Test {
+    type RuntimeEvent = RuntimeEvent;
+    type Operators = TestOperators;
+    type MaxKeyHistory = MaxKeyHistory;
+    type OnRevoked = RecordRevocations;
+    type WeightInfo = ();
+}
+
+pub fn new_test_ext() -> sp_io::TestExternalities {
+    let storage = frame_system::GenesisConfig::<Test>::default()
+        .build_storage()
+        .unwrap();
+    let mut ext = sp_io::TestExternalities::new(storage);
+    ext.execute_with(|| System::set_block_number(1));
+    ext
+}

@@ -1,0 +1,315 @@
+use crate::{
+    mock::*, DeviceId, DeviceStatus, Devices as DeviceStore, Error, Event, KeyHistory, PublicKeyDer,
+};
+use codec::{Decode, Encode};
+use frame_support::{assert_noop, assert_ok};
+use sp_runtime::DispatchError;
+
+const KEY_A: &[u8] = include_bytes!("../testdata/rsa2048-1111.der");
+const KEY_B: &[u8] = include_bytes!("../testdata/rsa2048-1113.der");
+const KEY_4096: &[u8] = include_bytes!("../testdata/rsa4096.der");
+const KEY_1024: &[u8] = include_bytes!("../testdata/rsa1024.der");
+const KEY_E3: &[u8] = include_bytes!("../testdata/rsa2048-e3.der");
+const KEY_ED25519: &[u8] = include_bytes!("../testdata/ed25519.der");
+const KEY_P256: &[u8] = include_bytes!("../testdata/p256.der");
+
+fn id(s: &str) -> DeviceId {
+    s.as_bytes().to_vec().try_into().unwrap()
+}
+fn key(k: &[u8]) -> PublicKeyDer {
+    k.to_vec().try_into().unwrap()
+}
+fn fp(k: &[u8]) -> [u8; 32] {
+    sp_io::hashing::sha2_256(k)
+}
+fn register(device: &str, k: &[u8]) {
+    assert_ok!(Devices::register(
+        RuntimeOrigin::signed(OPERATOR),
+        id(device),
+        key(k),
+        OWNER
+    ));
+}
+
+#[test]
+fn operator_registers_a_device() {
+    new_test_ext().execute_with(|| {
+        register("1111", KEY_A);
+        let record = DeviceStore::<Test>::get(id("1111")).unwrap();
+        assert_eq!(record.owner, OWNER);
+        assert_eq!(record.fingerprint, fp(KEY_A));
+        assert_eq!(record.epoch, 0);
+        assert_eq!(record.status, DeviceStatus::Active);
+        assert_eq!(record.registered_at, 1);
+        assert_eq!(KeyHistory::<Test>::get(id("1111")).len(), 1);
+        System::assert_last_event(
+            Event::DeviceRegistered {
+                device: id("1111"),
+                owner: OWNER,
+                fingerprint: fp(KEY_A),
+            }
+            .into(),
+        );
+        // Root may register too, and 4096-bit keys are accepted.
+        assert_ok!(Devices::register(
+            RuntimeOrigin::root(),
+            id("1112"),
+            key(KEY_4096),
+            OWNER
+        ));
+        assert_eq!(crate::DeviceCount::<Test>::get(), 2);
+    });
+}
+
+#[test]
+fn register_refuses_bad_origin_duplicates_and_bad_ids() {
+    new_test_ext().execute_with(|| {
+        assert_noop!(
+            Devices::register(
+                RuntimeOrigin::signed(STRANGER),
+                id("1111"),
+                key(KEY_A),
+                OWNER
+            ),
+            Error::<Test>::NotOperator
+        );
+        assert_noop!(
+            Devices::register(RuntimeOrigin::none(), id("1111"), key(KEY_A), OWNER),
+            DispatchError::BadOrigin
+        );
+        register("1111", KEY_A);
+        assert_noop!(
+            Devices::register(
+                RuntimeOrigin::signed(OPERATOR),
+                id("1111"),
+                key(KEY_B),
+                OWNER
+            ),
+            Error::<Test>::AlreadyRegistered
+        );
+        for bad in ["", "a/b", "+", "dev#1", "é"] {
+            assert_noop!(
+                Devices::register(RuntimeOrigin::signed(OPERATOR), id(bad), key(KEY_B), OWNER),
+                Error::<Test>::InvalidDeviceId
+            );
+        }
+    });
+}
+
+#[test]
+fn the_runtime_refuses_every_invalid_key() {
+    new_test_ext().execute_with(|| {
+        let mut trailing = KEY_A.to_vec();
+        trailing.push(0);
+        let mut flipped = KEY_A.to_vec();
+        flipped[0] ^= 0xff;
+        let cases: [(&str, &[u8]); 9] = [
+            ("1024-bit", KEY_1024),
+            ("e = 3", KEY_E3),
+            ("ed25519", KEY_ED25519),
+            ("P-256", KEY_P256),
+            ("garbage", b"None"),
+            ("empty", b""),
+            ("trailing byte", &trailing),
+            ("broken tag", &flipped),
+            ("truncated", &KEY_A[..KEY_A.len() - 1]),
+        ];
+        for (what, bad) in cases {
+            assert_noop!(
+                Devices::register(RuntimeOrigin::signed(OPERATOR), id("1111"), key(bad), OWNER),
+                Error::<Test>::InvalidKey
+            );
+            let _ = what;
+        }
+    });
+}
+
+#[test]
+fn oversize_keys_cannot_even_be_decoded() {
+    // The call's key argument is a BoundedVec: a 601-byte key fails at decoding, before
+    // dispatch, so it never reaches storage or the validator.
+    let too_long = vec![0u8; keymesh_primitives::MAX_SPKI_LEN as usize + 1];
+    assert!(PublicKeyDer::try_from(too_long.clone()).is_err());
+    let encoded = (id("1111"), too_long, OWNER).encode();
+    assert!(<(DeviceId, PublicKeyDer, u64)>::decode(&mut &encoded[..]).is_err());
+}
+
+#[test]
+fn owner_or_operator_rotates_keys_and_history_is_bounded() {
+    new_test_ext().execute_with(|| {
+        register("1113", KEY_A);
+        System::set_block_number(5);
+        assert_ok!(Devices::rotate_key(
+            RuntimeOrigin::signed(OWNER),
+            id("1113"),
+            key(KEY_B)
+        ));
+        let record = DeviceStore::<Test>::get(id("1113")).unwrap();
+        assert_eq!((record.epoch, record.fingerprint), (1, fp(KEY_B)));
+        System::assert_last_event(
+            Event::KeyRotated {
+                device: id("1113"),
+                epoch: 1,
+                old: fp(KEY_A),
+                new: fp(KEY_B),
+            }
+            .into(),
+        );
+        let history = KeyHistory::<Test>::get(id("1113"));
+        assert_eq!(history.len(), 2);
+        assert_eq!(
+            (
+                history[1].epoch,
+                history[1].fingerprint,
+                history[1].from_block
+            ),
+            (1, fp(KEY_B), 5)
+        );
+
+        assert_ok!(Devices::rotate_key(
+            RuntimeOrigin::signed(OPERATOR),
+            id("1113"),
+            key(KEY_4096)
+        ));
+        assert_ok!(Devices::rotate_key(
+            RuntimeOrigin::root(),
+            id("1113"),
+            key(KEY_A)
+        ));
+        // MaxKeyHistory = 3 in the mock: the oldest entry (epoch 0) went.
+        let epochs: Vec<u32> = KeyHistory::<Test>::get(id("1113"))
+            .iter()
+            .map(|e| e.epoch)
+            .collect();
+        assert_eq!(epochs, vec![1, 2, 3]);
+    });
+}
+
+#[test]
+fn rotate_key_error_paths() {
+    new_test_ext().execute_with(|| {
+        assert_noop!(
+            Devices::rotate_key(RuntimeOrigin::signed(OWNER), id("9999"), key(KEY_B)),
+            Error::<Test>::UnknownDevice
+        );
+        register("1113", KEY_A);
+        assert_noop!(
+            Devices::rotate_key(RuntimeOrigin::signed(STRANGER), id("1113"), key(KEY_B)),
+            Error::<Test>::NotOwnerOrOperator
+        );
+        assert_noop!(
+            Devices::rotate_key(RuntimeOrigin::signed(OWNER), id("1113"), key(KEY_1024)),
+            Error::<Test>::InvalidKey
+        );
+        assert_noop!(
+            Devices::rotate_key(RuntimeOrigin::signed(OWNER), id("1113"), key(KEY_A)),
+            Error::<Test>::KeyUnchanged
+        );
+        assert_ok!(Devices::revoke(RuntimeOrigin::signed(OWNER), id("1113")));
+        assert_noop!(
+            Devices::rotate_key(RuntimeOrigin::signed(OWNER), id("1113"), key(KEY_B)),
+            Error::<Test>::DeviceRevoked
+        );
+    });
+}
+
+#[test]
+fn operators_suspend_and_resume() {
+    new_test_ext().execute_with(|| {
+        register("1112", KEY_A);
+        assert_noop!(
+            Devices::suspend(RuntimeOrigin::signed(OWNER), id("1112")),
+            Error::<Test>::NotOperator
+        );
+        assert_noop!(
+            Devices::resume(RuntimeOrigin::signed(OPERATOR), id("1112")),
+            Error::<Test>::NotSuspended
+        );
+        assert_ok!(Devices::suspend(
+            RuntimeOrigin::signed(OPERATOR),
+            id("1112")
+        ));
+        System::assert_last_event(
+            Event::DeviceSuspended {
+                device: id("1112"),
+                fingerprint: fp(KEY_A),
+            }
+            .into(),
+        );
+        assert_eq!(
+            DeviceStore::<Test>::get(id("1112")).unwrap().status,
+            DeviceStatus::Suspended
+        );
+        assert_noop!(
+            Devices::suspend(RuntimeOrigin::signed(OPERATOR), id("1112")),
+            Error::<Test>::NotActive
+        );
+        assert_ok!(Devices::resume(RuntimeOrigin::root(), id("1112")));
+        System::assert_last_event(
+            Event::DeviceResumed {
+                device: id("1112"),
+                fingerprint: fp(KEY_A),
+            }
+            .into(),
+        );
+        assert_noop!(
+            Devices::suspend(RuntimeOrigin::signed(OPERATOR), id("0000")),
+            Error::<Test>::UnknownDevice
+        );
+    });
+}
+
+#[test]
+fn revocation_is_final_and_tells_the_groups() {
+    new_test_ext().execute_with(|| {
+        register("1114", KEY_A);
+        assert_noop!(
+            Devices::revoke(RuntimeOrigin::signed(STRANGER), id("1114")),
+            Error::<Test>::NotOwnerOrOperator
+        );
+        assert_noop!(
+            Devices::revoke(RuntimeOrigin::signed(OWNER), id("0000")),
+            Error::<Test>::UnknownDevice
+        );
+        assert_ok!(Devices::revoke(RuntimeOrigin::signed(OWNER), id("1114")));
+        System::assert_last_event(
+            Event::DeviceRevoked {
+                device: id("1114"),
+                fingerprint: fp(KEY_A),
+            }
+            .into(),
+        );
+        assert_eq!(REVOKED.with(|r| r.borrow().clone()), vec![b"1114".to_vec()]);
+        assert_noop!(
+            Devices::revoke(RuntimeOrigin::signed(OPERATOR), id("1114")),
+            Error::<Test>::DeviceRevoked
+        );
+        assert_noop!(
+            Devices::resume(RuntimeOrigin::signed(OPERATOR), id("1114")),
+            Error::<Test>::DeviceRevoked
+        );
+        assert_noop!(
+            Devices::suspend(RuntimeOrigin::signed(OPERATOR), id("1114")),
+            Error::<Test>::DeviceRevoked
+        );
+        // The id stays taken.
+        assert_noop!(
+            Devices::register(
+                RuntimeOrigin::signed(OPERATOR),
+                id("1114"),
+                key(KEY_B),
+                OWNER
+            ),
+            Error::<Test>::AlreadyRegistered
+        );
+    });
+}
+
+#[test]
+fn weights_grow_with_the_key() {
+    use crate::WeightInfo;
+    assert!(
+        <() as WeightInfo>::register(550).ref_time() > <() as WeightInfo>::register(294).ref_time()
+    );
+    assert!(<() as WeightInfo>::rotate_key(294).ref_time() > 0);
+}
