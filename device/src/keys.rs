@@ -4,7 +4,6 @@ use std::{fs, io::Write, path::Path};
 
 use rsa::{
     pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding},
-    traits::PublicKeyParts,
     BigUint, RsaPrivateKey, RsaPublicKey,
 };
 use sha2::{Digest, Sha256};
@@ -76,16 +75,18 @@ pub fn generate(bits: KeyBits) -> Result<RsaPrivateKey, KeyError> {
         .map_err(|e| KeyError::Generate(e.to_string()))
 }
 
-/// Checks what the chain checks: size and exponent.
+/// Checks exactly what the chain checks (the same code: `keymesh_primitives`), so a key
+/// this accepts is a key the runtime accepts.
 pub fn check_public(key: &RsaPublicKey) -> Result<(), KeyError> {
-    let bits = key.n().bits();
-    if !(2048..=4096).contains(&bits) {
-        return Err(KeyError::UnsupportedSize { bits });
+    use keymesh_primitives::RsaKeyError;
+    match keymesh_primitives::validate_rsa_spki(&public_der(key)) {
+        Ok(_) => Ok(()),
+        Err(RsaKeyError::UnsupportedSize { bits }) => Err(KeyError::UnsupportedSize {
+            bits: bits as usize,
+        }),
+        Err(RsaKeyError::UnsupportedExponent) => Err(KeyError::UnsupportedExponent),
+        Err(other) => Err(KeyError::BadPublicKey(format!("{other:?}"))),
     }
-    if key.e() != &BigUint::from(PUBLIC_EXPONENT) {
-        return Err(KeyError::UnsupportedExponent);
-    }
-    Ok(())
 }
 
 /// SubjectPublicKeyInfo DER of a public key.
@@ -235,7 +236,7 @@ mod tests {
     #[test]
     fn generated_keys_have_the_requested_size() {
         let key = generate(KeyBits::B2048).unwrap();
-        assert_eq!(key.n().bits(), 2048);
+        assert_eq!(rsa::traits::PublicKeyParts::n(&key).bits(), 2048);
         assert!(check_public(&key.to_public_key()).is_ok());
     }
 }

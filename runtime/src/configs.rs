@@ -20,9 +20,9 @@ use sp_runtime::{traits::One, Perbill};
 use sp_version::RuntimeVersion;
 
 use super::{
-    AccountId, Aura, Balance, Balances, Block, BlockNumber, Hash, Nonce, PalletInfo, Runtime,
-    RuntimeCall, RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason, RuntimeOrigin, RuntimeTask,
-    System, EXISTENTIAL_DEPOSIT, SLOT_DURATION, VERSION,
+    AccountId, Aura, Balance, Balances, Block, BlockNumber, Hash, Nonce, Operators, PalletInfo,
+    Runtime, RuntimeCall, RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason, RuntimeOrigin,
+    RuntimeTask, System, EXISTENTIAL_DEPOSIT, SLOT_DURATION, VERSION,
 };
 
 const NORMAL_DISPATCH_RATIO: Perbill = Perbill::from_percent(75);
@@ -163,4 +163,18 @@ impl pallet_node_authorization::Config for Runtime {
     type SwapOrigin = EnsureRoot<AccountId>;
     type ResetOrigin = EnsureRoot<AccountId>;
     type WeightInfo = ();
+}
+
+parameter_types! {
+    /// Keys remembered per device: enough to audit a device rotating monthly for years.
+    pub const MaxKeyHistory: u32 = 32;
+}
+
+/// Operators (the membership set) or root register devices; owners rotate and revoke.
+impl pallet_devices::Config for Runtime {
+    type RuntimeEvent = RuntimeEvent;
+    type Operators = Operators;
+    type MaxKeyHistory = MaxKeyHistory;
+    type OnRevoked = ();
+    type WeightInfo = pallet_devices::weights::SubstrateWeight<Runtime>;
 }

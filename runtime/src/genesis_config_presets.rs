@@ -4,8 +4,8 @@
 //! anyone can sign with them. They exist for local work and tests only.
 
 use crate::{
-    AccountId, BalancesConfig, NodeAuthorizationConfig, OperatorsConfig, RuntimeGenesisConfig,
-    SudoConfig, UNIT,
+    AccountId, BalancesConfig, DevicesConfig, NodeAuthorizationConfig, OperatorsConfig,
+    RuntimeGenesisConfig, SudoConfig, UNIT,
 };
 use alloc::{string::String, vec, vec::Vec};
 use frame_support::build_struct_json_patch;
@@ -71,6 +71,31 @@ const fn hex32(s: &str) -> [u8; 32] {
     out
 }
 
+/// The demo devices of the seed papers (N1..N4), with published, dev-only keys
+/// (`runtime/dev-keys/README.md`). Each is owned by the matching dev account.
+const DEV_DEVICES: [(&[u8], &[u8], Sr25519Keyring); 4] = [
+    (
+        b"1111",
+        include_bytes!("../dev-keys/1111.der"),
+        Sr25519Keyring::Alice,
+    ),
+    (
+        b"1112",
+        include_bytes!("../dev-keys/1112.der"),
+        Sr25519Keyring::Bob,
+    ),
+    (
+        b"1113",
+        include_bytes!("../dev-keys/1113.der"),
+        Sr25519Keyring::Charlie,
+    ),
+    (
+        b"1114",
+        include_bytes!("../dev-keys/1114.der"),
+        Sr25519Keyring::Dave,
+    ),
+];
+
 /// The validators of a preset, in node-key order: (account and Aura key, GRANDPA key).
 fn validators(count: usize) -> Vec<(Sr25519Keyring, Ed25519Keyring)> {
     [
@@ -111,6 +136,10 @@ fn genesis(validator_count: usize) -> Value {
         .map(|((sr, _), peer)| (OpaquePeerId(peer.to_vec()), sr.to_account_id()))
         .collect();
     let root = Sr25519Keyring::Alice.to_account_id();
+    let dev_devices: Vec<(Vec<u8>, Vec<u8>, AccountId)> = DEV_DEVICES
+        .iter()
+        .map(|(id, key, owner)| (id.to_vec(), key.to_vec(), owner.to_account_id()))
+        .collect();
 
     build_struct_json_patch!(RuntimeGenesisConfig {
         balances: BalancesConfig {
@@ -128,6 +157,9 @@ fn genesis(validator_count: usize) -> Value {
         },
         node_authorization: NodeAuthorizationConfig {
             nodes: well_known_nodes
+        },
+        devices: DevicesConfig {
+            devices: dev_devices
         },
     })
 }
@@ -184,6 +216,7 @@ mod tests {
             Some(4)
         );
         assert_eq!(v["balances"]["balances"].as_array().map(Vec::len), Some(6));
+        assert_eq!(v["devices"]["devices"].as_array().map(Vec::len), Some(4));
     }
 
     #[test]

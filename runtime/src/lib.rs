@@ -163,4 +163,8 @@ mod runtime {
     /// The peers validators accept connections from.
     #[runtime::pallet_index(8)]
     pub type NodeAuthorization = pallet_node_authorization;
+
+    /// Device identities and their RSA public keys.
+    #[runtime::pallet_index(9)]
+    pub type Devices = pallet_devices;
 }
