@@ -4,6 +4,10 @@
 //! a device id that the bridge accepts is exactly a device id the chain accepts.
 #![cfg_attr(not(feature = "std"), no_std)]
 
+extern crate alloc;
+
+#[cfg(feature = "api")]
+pub mod api;
 pub mod rsa_key;
 pub use rsa_key::{validate_rsa_spki, RsaKeyError, MAX_RSA_BITS, MAX_SPKI_LEN, MIN_RSA_BITS};
 

@@ -17,8 +17,8 @@ use sp_runtime::{
 use sp_version::RuntimeVersion;
 
 use super::{
-    AccountId, Aura, Balance, Block, Executive, Grandpa, InherentDataExt, Nonce, Runtime,
-    RuntimeCall, RuntimeGenesisConfig, SessionKeys, System, TransactionPayment, VERSION,
+    AccountId, Aura, Balance, Block, BlockNumber, Executive, Grandpa, InherentDataExt, Nonce,
+    Runtime, RuntimeCall, RuntimeGenesisConfig, SessionKeys, System, TransactionPayment, VERSION,
 };
 
 impl_runtime_apis! {
@@ -183,6 +183,30 @@ impl_runtime_apis! {
         }
         fn query_length_to_fee(length: u32) -> Balance {
             TransactionPayment::length_to_fee(length)
+        }
+    }
+
+    impl keymesh_primitives::api::KeyDirectoryApi<Block, AccountId, BlockNumber> for Runtime {
+        fn device(id: Vec<u8>) -> Option<keymesh_primitives::api::DeviceInfo<AccountId, BlockNumber>> {
+            pallet_devices::Pallet::<Runtime>::device_info(&id)
+        }
+
+        fn devices(
+            start: Option<Vec<u8>>,
+            count: u32,
+        ) -> Vec<(Vec<u8>, keymesh_primitives::api::DeviceInfo<AccountId, BlockNumber>)> {
+            pallet_devices::Pallet::<Runtime>::devices_page(start.as_deref(), count)
+        }
+
+        fn key_history(id: Vec<u8>) -> Option<Vec<keymesh_primitives::KeyHistoryEntry<BlockNumber>>> {
+            pallet_devices::Pallet::<Runtime>::history(&id)
+        }
+
+        fn check_key(
+            target: Vec<u8>,
+            fingerprint: keymesh_primitives::Fingerprint,
+        ) -> keymesh_primitives::api::KeyCheck {
+            pallet_devices::Pallet::<Runtime>::check_key(&target, &fingerprint)
         }
     }
 

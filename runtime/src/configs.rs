@@ -178,3 +178,19 @@ impl pallet_devices::Config for Runtime {
     type OnRevoked = ();
     type WeightInfo = pallet_devices::weights::SubstrateWeight<Runtime>;
 }
+
+parameter_types! {
+    /// Records in one `exchange_log.record`: a bridge flushes once a block, and at 1 s
+    /// blocks 1024 records covers 1,000 devices each sending once a second.
+    pub const MaxExchangeBatch: u32 = 1024;
+    /// Bridge accounts (and key-manager accounts) the chain accepts.
+    pub const MaxBridges: u32 = 16;
+}
+
+/// Root or operators register bridges and key managers; bridges write the log.
+impl pallet_exchange_log::Config for Runtime {
+    type RuntimeEvent = RuntimeEvent;
+    type Operators = Operators;
+    type MaxBatch = MaxExchangeBatch;
+    type MaxBridges = MaxBridges;
+}

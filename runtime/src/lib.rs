@@ -167,4 +167,8 @@ mod runtime {
     /// Device identities and their RSA public keys.
     #[runtime::pallet_index(9)]
     pub type Devices = pallet_devices;
+
+    /// The audit trail of key exchanges and key mismatches; who the bridges are.
+    #[runtime::pallet_index(10)]
+    pub type ExchangeLog = pallet_exchange_log;
 }

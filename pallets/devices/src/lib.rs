@@ -26,7 +26,10 @@ use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use frame_support::{pallet_prelude::ConstU32, BoundedVec};
 use scale_info::TypeInfo;
 
-pub use keymesh_primitives::{DeviceStatus, Fingerprint, KeyHistoryEntry};
+pub use keymesh_primitives::{
+    api::{DeviceInfo, KeyCheck},
+    DeviceStatus, Fingerprint, KeyHistoryEntry,
+};
 
 /// A device id as stored: 1 to 64 bytes of `[A-Za-z0-9._-]`.
 pub type DeviceId = BoundedVec<u8, ConstU32<{ keymesh_primitives::MAX_ID_LEN as u32 }>>;
@@ -50,6 +53,21 @@ pub struct DeviceRecord<AccountId, BlockNumber> {
     pub status: DeviceStatus,
     /// Block of registration.
     pub registered_at: BlockNumber,
+}
+
+impl<AccountId, BlockNumber> From<DeviceRecord<AccountId, BlockNumber>>
+    for DeviceInfo<AccountId, BlockNumber>
+{
+    fn from(r: DeviceRecord<AccountId, BlockNumber>) -> Self {
+        DeviceInfo {
+            owner: r.owner,
+            public_key: r.public_key.into_inner(),
+            fingerprint: r.fingerprint,
+            epoch: r.epoch,
+            status: r.status,
+            registered_at: r.registered_at,
+        }
+    }
 }
 
 /// Notified when a device is revoked, so other pallets (groups) can drop it.
@@ -395,6 +413,51 @@ pub mod pallet {
         pub fn device(id: &[u8]) -> Option<DeviceRecord<T::AccountId, BlockNumberFor<T>>> {
             let id: DeviceId = id.to_vec().try_into().ok()?;
             Devices::<T>::get(id)
+        }
+
+        /// The device as the key-directory API reports it.
+        pub fn device_info(id: &[u8]) -> Option<DeviceInfo<T::AccountId, BlockNumberFor<T>>> {
+            Self::device(id).map(Into::into)
+        }
+
+        /// Up to `count` (capped) devices in storage order, after `start` if given.
+        pub fn devices_page(
+            start: Option<&[u8]>,
+            count: u32,
+        ) -> alloc::vec::Vec<(
+            alloc::vec::Vec<u8>,
+            DeviceInfo<T::AccountId, BlockNumberFor<T>>,
+        )> {
+            let count = count.min(keymesh_primitives::api::MAX_DEVICES_PER_PAGE) as usize;
+            let start_key = start
+                .and_then(|id| DeviceId::try_from(id.to_vec()).ok())
+                .map(|id| Devices::<T>::hashed_key_for(id));
+            let iter = match start_key {
+                Some(key) => Devices::<T>::iter_from(key),
+                None => Devices::<T>::iter(),
+            };
+            iter.take(count)
+                .map(|(id, record)| (id.into_inner(), record.into()))
+                .collect()
+        }
+
+        /// The device's key history, oldest first.
+        pub fn history(id: &[u8]) -> Option<alloc::vec::Vec<KeyHistoryEntry<BlockNumberFor<T>>>> {
+            let id: DeviceId = id.to_vec().try_into().ok()?;
+            Devices::<T>::contains_key(&id).then(|| KeyHistory::<T>::get(&id).into_inner())
+        }
+
+        /// Whether `fingerprint` is the device's current key.
+        pub fn check_key(id: &[u8], fingerprint: &Fingerprint) -> KeyCheck {
+            match Self::device(id) {
+                None => KeyCheck::Unknown,
+                Some(r) if r.status == DeviceStatus::Revoked => KeyCheck::Revoked,
+                Some(r) if r.status == DeviceStatus::Suspended => KeyCheck::Suspended,
+                Some(r) if &r.fingerprint == fingerprint => KeyCheck::Check,
+                Some(r) => KeyCheck::Mismatch {
+                    expected: r.fingerprint,
+                },
+            }
         }
     }
 

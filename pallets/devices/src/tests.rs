@@ -313,3 +313,68 @@ fn weights_grow_with_the_key() {
     );
     assert!(<() as WeightInfo>::rotate_key(294).ref_time() > 0);
 }
+
+#[test]
+fn directory_queries_answer_from_state() {
+    use crate::{KeyCheck, Pallet};
+    new_test_ext().execute_with(|| {
+        register("1111", KEY_A);
+        register("1113", KEY_B);
+        register("1114", KEY_A);
+        assert_eq!(
+            Pallet::<Test>::check_key(b"1113", &fp(KEY_B)),
+            KeyCheck::Check
+        );
+        assert_eq!(
+            Pallet::<Test>::check_key(b"1113", &[0; 32]),
+            KeyCheck::Mismatch {
+                expected: fp(KEY_B)
+            }
+        );
+        assert_eq!(
+            Pallet::<Test>::check_key(b"9999", &fp(KEY_B)),
+            KeyCheck::Unknown
+        );
+        assert_eq!(
+            Pallet::<Test>::check_key(&[b'x'; 65], &fp(KEY_B)),
+            KeyCheck::Unknown
+        );
+        assert_ok!(Devices::suspend(
+            RuntimeOrigin::signed(OPERATOR),
+            id("1114")
+        ));
+        assert_eq!(
+            Pallet::<Test>::check_key(b"1114", &fp(KEY_A)),
+            KeyCheck::Suspended
+        );
+        assert_ok!(Devices::revoke(RuntimeOrigin::signed(OPERATOR), id("1111")));
+        assert_eq!(
+            Pallet::<Test>::check_key(b"1111", &fp(KEY_A)),
+            KeyCheck::Revoked
+        );
+
+        let info = Pallet::<Test>::device_info(b"1113").unwrap();
+        assert_eq!(
+            (info.public_key.as_slice(), info.fingerprint),
+            (KEY_B, fp(KEY_B))
+        );
+        assert_eq!(Pallet::<Test>::history(b"1113").unwrap().len(), 1);
+        assert!(Pallet::<Test>::history(b"9999").is_none());
+
+        // Paging visits every device once.
+        let first = Pallet::<Test>::devices_page(None, 2);
+        assert_eq!(first.len(), 2);
+        let rest = Pallet::<Test>::devices_page(Some(&first[1].0), 100);
+        assert_eq!(rest.len(), 1);
+        let mut all: Vec<Vec<u8>> = first
+            .iter()
+            .chain(rest.iter())
+            .map(|(id, _)| id.clone())
+            .collect();
+        all.sort();
+        assert_eq!(
+            all,
+            vec![b"1111".to_vec(), b"1113".to_vec(), b"1114".to_vec()]
+        );
+    });
+}

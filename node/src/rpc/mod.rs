@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+pub mod keymesh;
+
 use jsonrpsee::RpcModule;
 use keymesh_runtime::{opaque::Block, AccountId, Balance, Nonce};
 use sc_transaction_pool_api::TransactionPool;
@@ -31,6 +33,8 @@ where
     C::Api: substrate_frame_rpc_system::AccountNonceApi<Block, AccountId, Nonce>,
     C::Api: pallet_transaction_payment_rpc::TransactionPaymentRuntimeApi<Block, Balance>,
     C::Api: BlockBuilder<Block>,
+    C::Api:
+        keymesh_primitives::api::KeyDirectoryApi<Block, AccountId, keymesh_runtime::BlockNumber>,
     P: TransactionPool + 'static,
 {
     use pallet_transaction_payment_rpc::{TransactionPayment, TransactionPaymentApiServer};
@@ -40,6 +44,9 @@ where
     let FullDeps { client, pool } = deps;
 
     module.merge(System::new(client.clone(), pool).into_rpc())?;
-    module.merge(TransactionPayment::new(client).into_rpc())?;
+    module.merge(TransactionPayment::new(client.clone()).into_rpc())?;
+    module.merge(keymesh::KeyMeshApiServer::into_rpc(keymesh::KeyMesh::new(
+        client,
+    )))?;
     Ok(module)
 }

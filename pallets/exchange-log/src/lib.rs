@@ -1,0 +1,328 @@
+//! # Exchange-log pallet
+//!
+//! The audit trail. Bridges batch what they did into one [`record`](Pallet::record) call a
+//! block: every envelope they forwarded becomes a `KeyExchanged` event, every envelope they
+//! refused because it was sealed to a key that is not the target's current key becomes a
+//! `KeyMismatch` event. Storage holds only who may write: the registered bridge accounts
+//! and key-manager accounts, managed by root or an operator.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub use pallet::*;
+
+#[cfg(test)]
+mod tests;
+
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use frame_support::{pallet_prelude::ConstU32, BoundedVec};
+use keymesh_primitives::Fingerprint;
+use scale_info::TypeInfo;
+
+/// A device or group id: 1 to 64 bytes of `[A-Za-z0-9._-]`.
+pub type Id = BoundedVec<u8, ConstU32<{ keymesh_primitives::MAX_ID_LEN as u32 }>>;
+
+/// Whom an envelope was sealed to.
+#[derive(
+    Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub enum Target {
+    /// A device (direct message).
+    Device(Id),
+    /// A group (topic message).
+    Group(Id),
+}
+
+impl Target {
+    fn id(&self) -> &Id {
+        match self {
+            Target::Device(id) | Target::Group(id) => id,
+        }
+    }
+}
+
+/// One outcome a bridge reports.
+#[derive(
+    Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub enum ExchangeRecord<BlockNumber> {
+    /// The bridge forwarded an envelope sealed to the target's current key.
+    Exchanged {
+        sender: Id,
+        target: Target,
+        fingerprint: Fingerprint,
+        envelope_hash: [u8; 32],
+        /// The finalized block whose state the bridge checked against.
+        checked_at: BlockNumber,
+    },
+    /// The bridge refused an envelope sealed to `presented` when the target's key is
+    /// `expected`.
+    Mismatch {
+        sender: Id,
+        target: Target,
+        presented: Fingerprint,
+        expected: Fingerprint,
+    },
+}
+
+/// Weight of `record`: a read of the caller's registration plus, per record, an event
+/// deposit (about 2 µs with its topic-free 200-byte payload). Derived, not benchmarked.
+pub fn record_weight<T: frame_system::Config>(records: u32) -> frame_support::weights::Weight {
+    use frame_support::{traits::Get, weights::Weight};
+    T::DbWeight::get()
+        .reads(1)
+        .saturating_add(Weight::from_parts(10_000_000, 64))
+        .saturating_add(Weight::from_parts(2_000_000, 256).saturating_mul(records as u64))
+}
+
+/// Weight of adding or removing an account: one read and one write.
+pub fn membership_weight<T: frame_system::Config>() -> frame_support::weights::Weight {
+    use frame_support::{traits::Get, weights::Weight};
+    T::DbWeight::get()
+        .reads_writes(1, 1)
+        .saturating_add(Weight::from_parts(5_000_000, 64))
+}
+
+#[frame_support::pallet]
+pub mod pallet {
+    use super::*;
+    use frame_support::{pallet_prelude::*, traits::Contains};
+    use frame_system::pallet_prelude::*;
+
+    #[pallet::pallet]
+    pub struct Pallet<T>(_);
+
+    #[pallet::config]
+    pub trait Config: frame_system::Config {
+        /// The overarching event type.
+        #[allow(deprecated)]
+        type RuntimeEvent: From<Event<Self>> + IsType<<Self as frame_system::Config>::RuntimeEvent>;
+        /// Accounts that may manage bridges and key managers (besides root).
+        type Operators: Contains<Self::AccountId>;
+        /// Most records in one `record` call.
+        #[pallet::constant]
+        type MaxBatch: Get<u32>;
+        /// Most bridge (and most key-manager) accounts.
+        #[pallet::constant]
+        type MaxBridges: Get<u32>;
+    }
+
+    /// Bridge accounts allowed to call `record`. Written by `add_bridge`/`remove_bridge`.
+    #[pallet::storage]
+    pub type Bridges<T: Config> =
+        CountedStorageMap<_, Blake2_128Concat, T::AccountId, (), OptionQuery>;
+
+    /// Accounts allowed to submit group keys (`pallet-groups`' `set_epoch_key`). Written by
+    /// `add_key_manager`/`remove_key_manager`.
+    #[pallet::storage]
+    pub type KeyManagers<T: Config> =
+        CountedStorageMap<_, Blake2_128Concat, T::AccountId, (), OptionQuery>;
+
+    #[pallet::event]
+    #[pallet::generate_deposit(pub(super) fn deposit_event)]
+    pub enum Event<T: Config> {
+        /// A bridge forwarded `envelope_hash` from `sender` to `target`, sealed to the
+        /// target's current key `fingerprint` as of finalized block `checked_at`.
+        KeyExchanged {
+            reporter: T::AccountId,
+            sender: Id,
+            target: Target,
+            fingerprint: Fingerprint,
+            envelope_hash: [u8; 32],
+            checked_at: BlockNumberFor<T>,
+        },
+        /// A bridge refused an envelope from `sender` sealed to `presented` while `target`'s
+        /// current key is `expected`.
+        KeyMismatch {
+            reporter: T::AccountId,
+            sender: Id,
+            target: Target,
+            presented: Fingerprint,
+            expected: Fingerprint,
+        },
+        /// `who` may now write the log.
+        BridgeAdded { who: T::AccountId },
+        /// `who` may no longer write the log.
+        BridgeRemoved { who: T::AccountId },
+        /// `who` may now submit group keys.
+        KeyManagerAdded { who: T::AccountId },
+        /// `who` may no longer submit group keys.
+        KeyManagerRemoved { who: T::AccountId },
+    }
+
+    #[pallet::error]
+    pub enum Error<T> {
+        /// Only root or an operator may do this.
+        NotOperator,
+        /// Only a registered bridge may write the log.
+        NotBridge,
+        /// The account is registered already.
+        AlreadyRegistered,
+        /// The account is not registered.
+        NotRegistered,
+        /// No room for another account.
+        TooMany,
+        /// An id in a record is not 1..64 bytes of `[A-Za-z0-9._-]`.
+        InvalidId,
+        /// A record claims a check against a block that does not exist yet.
+        CheckedInFuture,
+        /// A mismatch record whose two fingerprints are equal is no mismatch.
+        NotAMismatch,
+        /// An empty batch.
+        EmptyBatch,
+    }
+
+    #[pallet::call]
+    impl<T: Config> Pallet<T> {
+        /// Logs a batch of outcomes, one event per record, all or nothing.
+        ///
+        /// Origin: a registered bridge account. Changes no storage; emits `KeyExchanged`
+        /// and `KeyMismatch`.
+        #[pallet::call_index(0)]
+        #[pallet::weight(record_weight::<T>(batch.len() as u32))]
+        pub fn record(
+            origin: OriginFor<T>,
+            batch: BoundedVec<ExchangeRecord<BlockNumberFor<T>>, T::MaxBatch>,
+        ) -> DispatchResult {
+            let reporter = ensure_signed(origin)?;
+            ensure!(Bridges::<T>::contains_key(&reporter), Error::<T>::NotBridge);
+            ensure!(!batch.is_empty(), Error::<T>::EmptyBatch);
+            let now = frame_system::Pallet::<T>::block_number();
+            // Validate everything first so a bad record leaves no partial trail.
+            for record in batch.iter() {
+                let (sender, target) = match record {
+                    ExchangeRecord::Exchanged {
+                        sender,
+                        target,
+                        checked_at,
+                        ..
+                    } => {
+                        ensure!(*checked_at <= now, Error::<T>::CheckedInFuture);
+                        (sender, target)
+                    }
+                    ExchangeRecord::Mismatch {
+                        sender,
+                        target,
+                        presented,
+                        expected,
+                    } => {
+                        ensure!(presented != expected, Error::<T>::NotAMismatch);
+                        (sender, target)
+                    }
+                };
+                keymesh_primitives::validate_id(sender).map_err(|_| Error::<T>::InvalidId)?;
+                keymesh_primitives::validate_id(target.id()).map_err(|_| Error::<T>::InvalidId)?;
+            }
+            for record in batch {
+                let reporter = reporter.clone();
+                Self::deposit_event(match record {
+                    ExchangeRecord::Exchanged {
+                        sender,
+                        target,
+                        fingerprint,
+                        envelope_hash,
+                        checked_at,
+                    } => Event::KeyExchanged {
+                        reporter,
+                        sender,
+                        target,
+                        fingerprint,
+                        envelope_hash,
+                        checked_at,
+                    },
+                    ExchangeRecord::Mismatch {
+                        sender,
+                        target,
+                        presented,
+                        expected,
+                    } => Event::KeyMismatch {
+                        reporter,
+                        sender,
+                        target,
+                        presented,
+                        expected,
+                    },
+                });
+            }
+            Ok(())
+        }
+
+        /// Registers a bridge account. Origin: root or an operator. Writes `Bridges`.
+        #[pallet::call_index(1)]
+        #[pallet::weight(membership_weight::<T>())]
+        pub fn add_bridge(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
+            Self::ensure_operator(origin)?;
+            ensure!(
+                !Bridges::<T>::contains_key(&who),
+                Error::<T>::AlreadyRegistered
+            );
+            ensure!(
+                Bridges::<T>::count() < T::MaxBridges::get(),
+                Error::<T>::TooMany
+            );
+            Bridges::<T>::insert(&who, ());
+            Self::deposit_event(Event::BridgeAdded { who });
+            Ok(())
+        }
+
+        /// Unregisters a bridge account. Origin: root or an operator. Writes `Bridges`.
+        #[pallet::call_index(2)]
+        #[pallet::weight(membership_weight::<T>())]
+        pub fn remove_bridge(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
+            Self::ensure_operator(origin)?;
+            ensure!(Bridges::<T>::contains_key(&who), Error::<T>::NotRegistered);
+            Bridges::<T>::remove(&who);
+            Self::deposit_event(Event::BridgeRemoved { who });
+            Ok(())
+        }
+
+        /// Registers a key-manager account. Origin: root or an operator. Writes `KeyManagers`.
+        #[pallet::call_index(3)]
+        #[pallet::weight(membership_weight::<T>())]
+        pub fn add_key_manager(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
+            Self::ensure_operator(origin)?;
+            ensure!(
+                !KeyManagers::<T>::contains_key(&who),
+                Error::<T>::AlreadyRegistered
+            );
+            ensure!(
+                KeyManagers::<T>::count() < T::MaxBridges::get(),
+                Error::<T>::TooMany
+            );
+            KeyManagers::<T>::insert(&who, ());
+            Self::deposit_event(Event::KeyManagerAdded { who });
+            Ok(())
+        }
+
+        /// Unregisters a key-manager account. Origin: root or an operator. Writes
+        /// `KeyManagers`.
+        #[pallet::call_index(4)]
+        #[pallet::weight(membership_weight::<T>())]
+        pub fn remove_key_manager(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
+            Self::ensure_operator(origin)?;
+            ensure!(
+                KeyManagers::<T>::contains_key(&who),
+                Error::<T>::NotRegistered
+            );
+            KeyManagers::<T>::remove(&who);
+            Self::deposit_event(Event::KeyManagerRemoved { who });
+            Ok(())
+        }
+    }
+
+    impl<T: Config> Pallet<T> {
+        fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
+            match ensure_signed_or_root(origin)? {
+                None => Ok(()),
+                Some(who) if T::Operators::contains(&who) => Ok(()),
+                Some(_) => Err(Error::<T>::NotOperator.into()),
+            }
+        }
+    }
+
+    /// `Contains` view of the key managers, for `pallet-groups`' `Config`.
+    pub struct IsKeyManager<T>(core::marker::PhantomData<T>);
+    impl<T: Config> Contains<T::AccountId> for IsKeyManager<T> {
+        fn contains(who: &T::AccountId) -> bool {
+            KeyManagers::<T>::contains_key(who)
+        }
+    }
+}
