@@ -32,6 +32,37 @@ fn run(args: &[&str], stdin: &[u8]) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+/// `keymesh-device` acting as test device `id` on `broker`, with `peers` as its key folder.
+fn device_cmd(broker: &str, id: &str, peers: &Path) -> Command {
+    let key = testdata(&format!("{id}.key.pem"));
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "--broker",
+        broker,
+        "--device-id",
+        id,
+        "--key",
+        key.to_str().unwrap(),
+    ])
+    .args(["--peers-dir", peers.to_str().unwrap()]);
+    cmd
+}
+
+/// `keymesh-device open` with device `reader`'s test key, trusting `sender_key`.
+fn open_as(reader: &str, sender_key: &Path, envelope: &[u8]) -> std::process::Output {
+    let key = testdata(&format!("{reader}.key.pem"));
+    run(
+        &[
+            "--key",
+            key.to_str().unwrap(),
+            "open",
+            "--sender-key",
+            sender_key.to_str().unwrap(),
+        ],
+        envelope,
+    )
+}
+
 #[test]
 fn every_command_has_help() {
     for cmd in [
@@ -93,16 +124,7 @@ fn keygen_fingerprint_seal_and_open_offline() {
         "{}",
         String::from_utf8_lossy(&sealed.stderr)
     );
-    let opened = run(
-        &[
-            "--key",
-            testdata("1113.key.pem").to_str().unwrap(),
-            "open",
-            "--sender-key",
-            public.to_str().unwrap(),
-        ],
-        &sealed.stdout,
-    );
+    let opened = open_as("1113", &public, &sealed.stdout);
     assert!(
         opened.status.success(),
         "{}",
@@ -111,29 +133,11 @@ fn keygen_fingerprint_seal_and_open_offline() {
     assert_eq!(opened.stdout, b"hello 1113");
 
     // 1112 cannot open it, and says why.
-    let denied = run(
-        &[
-            "--key",
-            testdata("1112.key.pem").to_str().unwrap(),
-            "open",
-            "--sender-key",
-            public.to_str().unwrap(),
-        ],
-        &sealed.stdout,
-    );
+    let denied = open_as("1112", &public, &sealed.stdout);
     assert!(!denied.status.success());
     assert!(String::from_utf8_lossy(&denied.stderr).contains("not the recipient"));
     // Garbage input is a clear error, not a panic.
-    let garbage = run(
-        &[
-            "--key",
-            testdata("1113.key.pem").to_str().unwrap(),
-            "open",
-            "--sender-key",
-            public.to_str().unwrap(),
-        ],
-        b"None",
-    );
+    let garbage = open_as("1113", &public, b"None");
     assert_eq!(garbage.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&garbage.stderr).contains("error:"));
 }
@@ -197,22 +201,8 @@ fn send_and_listen_through_a_real_broker() {
     }
 
     let mut listener = Reaped(
-        Command::new(bin())
-            .args([
-                "--broker",
-                &broker,
-                "--device-id",
-                "1113",
-                "--key",
-                testdata("1113.key.pem").to_str().unwrap(),
-            ])
-            .args([
-                "--peers-dir",
-                peers.to_str().unwrap(),
-                "listen",
-                "--count",
-                "2",
-            ])
+        device_cmd(&broker, "1113", &peers)
+            .args(["listen", "--count", "2"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -247,24 +237,8 @@ fn send_and_listen_through_a_real_broker() {
     );
     // mosquitto_sub has no readiness signal; publish until it has taken one message.
     let send = |msg: &str| {
-        let out = Command::new(bin())
-            .args([
-                "--broker",
-                &broker,
-                "--device-id",
-                "1111",
-                "--key",
-                testdata("1111.key.pem").to_str().unwrap(),
-            ])
-            .args([
-                "--peers-dir",
-                peers.to_str().unwrap(),
-                "send",
-                "--to",
-                "1113",
-                "--message",
-                msg,
-            ])
+        let out = device_cmd(&broker, "1111", &peers)
+            .args(["send", "--to", "1113", "--message", msg])
             .output()
             .unwrap();
         assert!(
