@@ -11,6 +11,16 @@ use keymesh_device::{
 };
 use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 
+/// (name, kind, target id, key sealed to, epoch, payload).
+type VectorCase<'a> = (
+    &'a str,
+    Kind,
+    &'a str,
+    &'a rsa::RsaPrivateKey,
+    u32,
+    &'a [u8],
+);
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
     let key = |n: &str| keys::read_private(&root.join(format!("{n}.key.pem"))).unwrap();
@@ -18,7 +28,7 @@ fn main() {
     let out = root.join("vectors");
     std::fs::create_dir_all(&out).unwrap();
 
-    let cases: [(&str, Kind, &str, &rsa::RsaPrivateKey, u32, &[u8]); 3] = [
+    let cases: [VectorCase; 3] = [
         (
             "direct",
             Kind::Direct,

@@ -1,5 +1,7 @@
 //! The 4-validator local testnet: finality, fault tolerance, and peers limited to the
 //! nodes that `pallet-node-authorization` authorizes.
+// Test helpers fail the test on any error, like the tests themselves.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

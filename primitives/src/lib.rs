@@ -13,6 +13,7 @@ pub use rsa_key::{validate_rsa_spki, RsaKeyError, MAX_RSA_BITS, MAX_SPKI_LEN, MI
 
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
+pub use sp_weights::Weight;
 
 /// SHA-256 of a public key's SubjectPublicKeyInfo DER.
 pub type Fingerprint = [u8; 32];
@@ -59,6 +60,59 @@ pub struct KeyHistoryEntry<BlockNumber> {
     pub fingerprint: Fingerprint,
     /// Block from which the key was current.
     pub from_block: BlockNumber,
+}
+
+/// What a group member may do with the group's topic.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Encode,
+    Decode,
+    DecodeWithMemTracking,
+    TypeInfo,
+    MaxEncodedLen,
+)]
+pub enum Role {
+    /// May publish to the topic.
+    Publisher,
+    /// May read the topic.
+    Subscriber,
+    /// May publish and read.
+    Both,
+}
+
+impl Role {
+    /// Whether a bridge lets this member publish to the group.
+    pub fn may_publish(self) -> bool {
+        matches!(self, Role::Publisher | Role::Both)
+    }
+}
+
+/// What other pallets (groups) may ask of the device registry, so they need not depend on
+/// `pallet-devices` itself.
+pub trait DeviceDirectory {
+    /// The device's status, or `None` if no such device is registered.
+    fn status(device: &[u8]) -> Option<DeviceStatus>;
+}
+
+/// Told when a device is revoked, so that other pallets (groups) can drop it.
+pub trait OnDeviceRevoked {
+    /// `device` has just been revoked. Returns the weight used.
+    fn on_device_revoked(device: &[u8]) -> Weight;
+    /// The most `on_device_revoked` can use, charged up front and refunded after.
+    fn max_weight() -> Weight;
+}
+
+impl OnDeviceRevoked for () {
+    fn on_device_revoked(_: &[u8]) -> Weight {
+        Weight::zero()
+    }
+    fn max_weight() -> Weight {
+        Weight::zero()
+    }
 }
 
 /// Milliseconds between two blocks: the Aura slot.

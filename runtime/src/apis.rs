@@ -202,11 +202,26 @@ impl_runtime_apis! {
             pallet_devices::Pallet::<Runtime>::history(&id)
         }
 
+        fn group(id: Vec<u8>) -> Option<keymesh_primitives::api::GroupInfo<AccountId, BlockNumber>> {
+            pallet_groups::Pallet::<Runtime>::group_info(&id)
+        }
+
+        fn member_key(
+            group: Vec<u8>,
+            device: Vec<u8>,
+        ) -> Option<keymesh_primitives::api::MemberKey<BlockNumber>> {
+            pallet_groups::Pallet::<Runtime>::member_key(&group, &device)
+        }
+
         fn check_key(
-            target: Vec<u8>,
+            target: keymesh_primitives::api::KeyTarget,
             fingerprint: keymesh_primitives::Fingerprint,
         ) -> keymesh_primitives::api::KeyCheck {
-            pallet_devices::Pallet::<Runtime>::check_key(&target, &fingerprint)
+            use keymesh_primitives::api::KeyTarget;
+            match target {
+                KeyTarget::Device(id) => pallet_devices::Pallet::<Runtime>::check_key(&id, &fingerprint),
+                KeyTarget::Group(id) => pallet_groups::Pallet::<Runtime>::check_key(&id, &fingerprint),
+            }
         }
     }
 

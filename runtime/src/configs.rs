@@ -20,9 +20,10 @@ use sp_runtime::{traits::One, Perbill};
 use sp_version::RuntimeVersion;
 
 use super::{
-    AccountId, Aura, Balance, Balances, Block, BlockNumber, Hash, Nonce, Operators, PalletInfo,
-    Runtime, RuntimeCall, RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason, RuntimeOrigin,
-    RuntimeTask, System, EXISTENTIAL_DEPOSIT, SLOT_DURATION, VERSION,
+    AccountId, Aura, Balance, Balances, Block, BlockNumber, Devices, Groups, Hash, Nonce,
+    Operators, PalletInfo, Runtime, RuntimeCall, RuntimeEvent, RuntimeFreezeReason,
+    RuntimeHoldReason, RuntimeOrigin, RuntimeTask, System, EXISTENTIAL_DEPOSIT, SLOT_DURATION,
+    VERSION,
 };
 
 const NORMAL_DISPATCH_RATIO: Perbill = Perbill::from_percent(75);
@@ -175,7 +176,8 @@ impl pallet_devices::Config for Runtime {
     type RuntimeEvent = RuntimeEvent;
     type Operators = Operators;
     type MaxKeyHistory = MaxKeyHistory;
-    type OnRevoked = ();
+    /// A revoked device leaves every group.
+    type OnRevoked = Groups;
     type WeightInfo = pallet_devices::weights::SubstrateWeight<Runtime>;
 }
 
@@ -193,4 +195,31 @@ impl pallet_exchange_log::Config for Runtime {
     type Operators = Operators;
     type MaxBatch = MaxExchangeBatch;
     type MaxBridges = MaxBridges;
+}
+
+parameter_types! {
+    /// Members of one group: a fleet's topic of a thousand sensors fits.
+    pub const MaxGroupMembers: u32 = 1024;
+    /// Groups one device may be in; bounds what revoking it costs.
+    pub const MaxGroupsPerDevice: u32 = 16;
+    /// A sealed topic private key: PKCS#8 DER of RSA-4096 (about 2.4 KB) plus nonce and tag.
+    pub const MaxSealedKeyLen: u32 = 4096;
+    /// One epoch-key wrap: the modulus length of an RSA-4096 device key.
+    pub const MaxWrapLen: u32 = 512;
+    /// Wraps per `set_epoch_key` call (about 150 KB): a 1,024-member rekey takes 4 calls.
+    pub const MaxWrapsPerCall: u32 = 256;
+}
+
+/// Operators create groups, admins manage members, key managers (bridges) set epoch keys.
+impl pallet_groups::Config for Runtime {
+    type RuntimeEvent = RuntimeEvent;
+    type Operators = Operators;
+    type KeyManagers = pallet_exchange_log::IsKeyManager<Runtime>;
+    type Devices = Devices;
+    type MaxMembers = MaxGroupMembers;
+    type MaxGroupsPerDevice = MaxGroupsPerDevice;
+    type MaxSealedKeyLen = MaxSealedKeyLen;
+    type MaxWrapLen = MaxWrapLen;
+    type MaxWrapsPerCall = MaxWrapsPerCall;
+    type WeightInfo = pallet_groups::weights::SubstrateWeight<Runtime>;
 }

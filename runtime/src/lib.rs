@@ -15,6 +15,8 @@ extern crate alloc;
 
 pub mod apis;
 pub mod configs;
+#[cfg(test)]
+mod cost_tests;
 pub mod genesis_config_presets;
 
 use alloc::{borrow::Cow, vec::Vec};
@@ -171,4 +173,8 @@ mod runtime {
     /// The audit trail of key exchanges and key mismatches; who the bridges are.
     #[runtime::pallet_index(10)]
     pub type ExchangeLog = pallet_exchange_log;
+
+    /// Groups (MQTT topics): members, roles and the topic key of each epoch.
+    #[runtime::pallet_index(11)]
+    pub type Groups = pallet_groups;
 }

@@ -9,11 +9,11 @@ use jsonrpsee::{
     types::{ErrorObject, ErrorObjectOwned},
 };
 use keymesh_primitives::{
-    api::{DeviceInfo, KeyCheck, KeyDirectoryApi},
-    validate_id, DeviceStatus, Fingerprint, KeyHistoryEntry,
+    api::{DeviceInfo, KeyCheck, KeyDirectoryApi, KeyTarget, TopicKeyInfo},
+    validate_id, DeviceStatus, Fingerprint, KeyHistoryEntry, Role,
 };
 use keymesh_runtime::{opaque::Block, AccountId, BlockNumber};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sp_api::ProvideRuntimeApi;
 use sp_blockchain::HeaderBackend;
 use sp_core::{crypto::Ss58Codec, H256};
@@ -24,6 +24,10 @@ pub mod codes {
     pub const INVALID_ARGUMENT: i32 = 4000;
     /// No device with this id.
     pub const UNKNOWN_DEVICE: i32 = 4004;
+    /// No group with this id.
+    pub const UNKNOWN_GROUP: i32 = 4005;
+    /// The device is not a member of the group.
+    pub const NOT_A_MEMBER: i32 = 4006;
     /// The runtime call failed (unknown block hash, API missing).
     pub const RUNTIME: i32 = 5000;
 }
@@ -54,6 +58,75 @@ pub struct KeyHistoryJson {
     pub from_block: BlockNumber,
 }
 
+/// A group's key for one epoch, as JSON.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicKeyJson {
+    pub epoch: u32,
+    /// SubjectPublicKeyInfo DER of the topic public key, base64: what publishers seal to.
+    pub public_key: String,
+    pub fingerprint: String,
+    /// The topic private key sealed under the epoch key (SCALE `SealedTopicKey`), base64.
+    pub sealed_private_key: String,
+    pub from_block: BlockNumber,
+}
+
+/// A member and its role, as JSON.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberJson {
+    pub device: String,
+    /// `publisher`, `subscriber` or `both`.
+    pub role: &'static str,
+}
+
+/// A group, as JSON.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupJson {
+    pub id: String,
+    /// SS58 address of the admin.
+    pub admin: String,
+    /// Current epoch; 0 until the first key is set.
+    pub epoch: u32,
+    pub topic_key: Option<TopicKeyJson>,
+    pub open_to_publishers: bool,
+    pub members: Vec<MemberJson>,
+    /// The epoch a rekey is assembling, if one is under way.
+    pub pending_epoch: Option<u32>,
+    pub created_at: BlockNumber,
+}
+
+/// What one member needs to read a group's current epoch, as JSON.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberKeyJson {
+    pub group: String,
+    pub device: String,
+    pub role: &'static str,
+    pub topic_key: Option<TopicKeyJson>,
+    /// The epoch key RSA-OAEP-wrapped to the device's key, base64; `null` if the device
+    /// joined after the current epoch was set.
+    pub wrapped_epoch_key: Option<String>,
+}
+
+/// The `target` of `keymesh_checkKey`: a device id as a string, or `{"device": id}` /
+/// `{"group": id}`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum TargetParam {
+    Device(String),
+    Tagged(TaggedTarget),
+}
+
+/// A target named by kind.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum TaggedTarget {
+    Device(String),
+    Group(String),
+}
+
 /// The answer of `keymesh_checkKey`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -82,11 +155,25 @@ pub trait KeyMeshApi {
         at: Option<H256>,
     ) -> RpcResult<Vec<DeviceJson>>;
 
-    /// Whether `fingerprint` (hex) is the current key of device `target`.
+    /// The group `id`, with its members and current key.
+    #[method(name = "group")]
+    fn group(&self, id: String, at: Option<H256>) -> RpcResult<GroupJson>;
+
+    /// What `device` needs to read `group`'s current epoch.
+    #[method(name = "memberKey")]
+    fn member_key(
+        &self,
+        group: String,
+        device: String,
+        at: Option<H256>,
+    ) -> RpcResult<MemberKeyJson>;
+
+    /// Whether `fingerprint` (hex) is the current key of `target`: a device, or a group's
+    /// topic key for its current epoch.
     #[method(name = "checkKey")]
     fn check_key(
         &self,
-        target: String,
+        target: TargetParam,
         fingerprint: String,
         at: Option<H256>,
     ) -> RpcResult<CheckJson>;
@@ -141,11 +228,37 @@ fn status(s: DeviceStatus) -> &'static str {
     }
 }
 
+fn role(r: Role) -> &'static str {
+    match r {
+        Role::Publisher => "publisher",
+        Role::Subscriber => "subscriber",
+        Role::Both => "both",
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn topic_key_json(k: TopicKeyInfo<BlockNumber>) -> TopicKeyJson {
+    TopicKeyJson {
+        epoch: k.epoch,
+        public_key: base64(&k.public_key),
+        fingerprint: hex::encode(k.fingerprint),
+        sealed_private_key: base64(&k.sealed_private_key),
+        from_block: k.from_block,
+    }
+}
+
+fn text(id: &[u8]) -> String {
+    String::from_utf8_lossy(id).into_owned()
+}
+
 fn device_json(id: &[u8], d: DeviceInfo<AccountId, BlockNumber>) -> DeviceJson {
     DeviceJson {
-        id: String::from_utf8_lossy(id).into_owned(),
+        id: text(id),
         owner: d.owner.to_ss58check(),
-        public_key: base64::engine::general_purpose::STANDARD.encode(&d.public_key),
+        public_key: base64(&d.public_key),
         fingerprint: hex::encode(d.fingerprint),
         epoch: d.epoch,
         status: status(d.status),
@@ -212,19 +325,89 @@ where
             .collect())
     }
 
+    fn group(&self, id: String, at: Option<H256>) -> RpcResult<GroupJson> {
+        let raw = checked_id(&id)?;
+        let at = self.at(at);
+        let group = self
+            .client
+            .runtime_api()
+            .group(at, raw)
+            .map_err(Self::runtime_error)?
+            .ok_or_else(|| error(codes::UNKNOWN_GROUP, format!("unknown group {id:?}")))?;
+        Ok(GroupJson {
+            id,
+            admin: group.admin.to_ss58check(),
+            epoch: group.epoch,
+            topic_key: group.topic_key.map(topic_key_json),
+            open_to_publishers: group.open_to_publishers,
+            members: group
+                .members
+                .into_iter()
+                .map(|(device, r)| MemberJson {
+                    device: text(&device),
+                    role: role(r),
+                })
+                .collect(),
+            pending_epoch: group.pending_epoch,
+            created_at: group.created_at,
+        })
+    }
+
+    fn member_key(
+        &self,
+        group: String,
+        device: String,
+        at: Option<H256>,
+    ) -> RpcResult<MemberKeyJson> {
+        let raw_group = checked_id(&group)?;
+        let raw_device = checked_id(&device)?;
+        let at = self.at(at);
+        let api = self.client.runtime_api();
+        let Some(member) = api
+            .member_key(at, raw_group.clone(), raw_device)
+            .map_err(Self::runtime_error)?
+        else {
+            // Tell an unknown group apart from a non-member.
+            let exists = api
+                .group(at, raw_group)
+                .map_err(Self::runtime_error)?
+                .is_some();
+            return Err(if exists {
+                error(
+                    codes::NOT_A_MEMBER,
+                    format!("device {device:?} is not a member of group {group:?}"),
+                )
+            } else {
+                error(codes::UNKNOWN_GROUP, format!("unknown group {group:?}"))
+            });
+        };
+        Ok(MemberKeyJson {
+            group,
+            device,
+            role: role(member.role),
+            topic_key: member.topic_key.map(topic_key_json),
+            wrapped_epoch_key: member.wrapped_epoch_key.as_deref().map(base64),
+        })
+    }
+
     fn check_key(
         &self,
-        target: String,
+        target: TargetParam,
         fingerprint: String,
         at: Option<H256>,
     ) -> RpcResult<CheckJson> {
-        let raw = checked_id(&target)?;
+        let target = match target {
+            TargetParam::Device(id) | TargetParam::Tagged(TaggedTarget::Device(id)) => {
+                KeyTarget::Device(checked_id(&id)?)
+            }
+            TargetParam::Tagged(TaggedTarget::Group(id)) => KeyTarget::Group(checked_id(&id)?),
+        };
         let fingerprint = parse_fingerprint(&fingerprint)?;
         let at = self.at(at);
         let answer = self
             .client
             .runtime_api()
-            .check_key(at, raw, fingerprint)
+            .check_key(at, target, fingerprint)
             .map_err(Self::runtime_error)?;
         let (result, expected) = match answer {
             KeyCheck::Check => ("check", None),
@@ -279,6 +462,31 @@ mod tests {
                 codes::INVALID_ARGUMENT,
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn check_targets_parse_as_string_or_tagged_object() {
+        let parse = |json: &str| serde_json::from_str::<TargetParam>(json);
+        assert_eq!(
+            parse(r#""1113""#).unwrap(),
+            TargetParam::Device("1113".into())
+        );
+        assert_eq!(
+            parse(r#"{"group":"A"}"#).unwrap(),
+            TargetParam::Tagged(TaggedTarget::Group("A".into()))
+        );
+        assert_eq!(
+            parse(r#"{"device":"1111"}"#).unwrap(),
+            TargetParam::Tagged(TaggedTarget::Device("1111".into()))
+        );
+        for bad in [
+            r#"{"topic":"A"}"#,
+            r#"{"group":"A","device":"1"}"#,
+            "7",
+            "null",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -28,13 +28,17 @@ use scale_info::TypeInfo;
 
 pub use keymesh_primitives::{
     api::{DeviceInfo, KeyCheck},
-    DeviceStatus, Fingerprint, KeyHistoryEntry,
+    DeviceDirectory, DeviceStatus, Fingerprint, KeyHistoryEntry, OnDeviceRevoked,
 };
 
 /// A device id as stored: 1 to 64 bytes of `[A-Za-z0-9._-]`.
 pub type DeviceId = BoundedVec<u8, ConstU32<{ keymesh_primitives::MAX_ID_LEN as u32 }>>;
 /// A public key as stored: SubjectPublicKeyInfo DER, at most `MAX_SPKI_LEN` bytes.
 pub type PublicKeyDer = BoundedVec<u8, ConstU32<{ keymesh_primitives::MAX_SPKI_LEN }>>;
+
+/// One device of a directory page: (id, what the directory reports of it).
+pub type DeviceEntry<AccountId, BlockNumber> =
+    (alloc::vec::Vec<u8>, DeviceInfo<AccountId, BlockNumber>);
 
 /// What the chain knows of a device.
 #[derive(
@@ -67,18 +71,6 @@ impl<AccountId, BlockNumber> From<DeviceRecord<AccountId, BlockNumber>>
             status: r.status,
             registered_at: r.registered_at,
         }
-    }
-}
-
-/// Notified when a device is revoked, so other pallets (groups) can drop it.
-pub trait OnDeviceRevoked {
-    /// `device` has just been revoked. Returns the weight used.
-    fn on_device_revoked(device: &[u8]) -> frame_support::weights::Weight;
-}
-
-impl OnDeviceRevoked for () {
-    fn on_device_revoked(_: &[u8]) -> frame_support::weights::Weight {
-        frame_support::weights::Weight::zero()
     }
 }
 
@@ -339,7 +331,7 @@ pub mod pallet {
         /// Origin: the device's owner or an operator (or root). Writes `Devices`; emits
         /// `DeviceRevoked`, then whatever `OnRevoked` emits.
         #[pallet::call_index(4)]
-        #[pallet::weight(T::WeightInfo::revoke())]
+        #[pallet::weight(T::WeightInfo::revoke().saturating_add(T::OnRevoked::max_weight()))]
         pub fn revoke(origin: OriginFor<T>, device: DeviceId) -> DispatchResultWithPostInfo {
             let mut record = Devices::<T>::get(&device).ok_or(Error::<T>::UnknownDevice)?;
             Self::ensure_owner_or_operator(origin, &record.owner)?;
@@ -424,14 +416,11 @@ pub mod pallet {
         pub fn devices_page(
             start: Option<&[u8]>,
             count: u32,
-        ) -> alloc::vec::Vec<(
-            alloc::vec::Vec<u8>,
-            DeviceInfo<T::AccountId, BlockNumberFor<T>>,
-        )> {
+        ) -> alloc::vec::Vec<DeviceEntry<T::AccountId, BlockNumberFor<T>>> {
             let count = count.min(keymesh_primitives::api::MAX_DEVICES_PER_PAGE) as usize;
             let start_key = start
                 .and_then(|id| DeviceId::try_from(id.to_vec()).ok())
-                .map(|id| Devices::<T>::hashed_key_for(id));
+                .map(Devices::<T>::hashed_key_for);
             let iter = match start_key {
                 Some(key) => Devices::<T>::iter_from(key),
                 None => Devices::<T>::iter(),
@@ -458,6 +447,12 @@ pub mod pallet {
                     expected: r.fingerprint,
                 },
             }
+        }
+    }
+
+    impl<T: Config> DeviceDirectory for Pallet<T> {
+        fn status(device: &[u8]) -> Option<DeviceStatus> {
+            Self::device(device).map(|record| record.status)
         }
     }
 

@@ -40,6 +40,9 @@ impl crate::OnDeviceRevoked for RecordRevocations {
         REVOKED.with(|r| r.borrow_mut().push(device.to_vec()));
         Weight::from_parts(1_000, 0)
     }
+    fn max_weight() -> Weight {
+        Weight::from_parts(1_000, 0)
+    }
 }
 
 frame_support::parameter_types! {

@@ -1,0 +1,714 @@
+//! # Groups pallet
+//!
+//! Groups are MQTT topics with a member list and a key per epoch.
+//!
+//! - Operators (root, or a member of the runtime's operator set) [`create`](Pallet::create_group)
+//!   groups and name each group's admin.
+//! - The admin (or an operator) [`add`](Pallet::add_member)s and
+//!   [`remove`](Pallet::remove_member)s members and sets whether non-members may publish.
+//! - Every membership change asks for a new epoch with one `RekeyRequired` event, at most once
+//!   per group per block however many changes the block holds. A registered key manager (a
+//!   bridge) answers with [`set_epoch_key`](Pallet::set_epoch_key): the new topic public key,
+//!   the topic private key sealed under a fresh epoch key, and that epoch key RSA-OAEP-wrapped
+//!   to each member. A large group's wraps may span several calls; the epoch switches only
+//!   when every current member's wrap is in, so a removed member never gets the next key and
+//!   a new member never gets the past one.
+//! - A revoked device leaves every group it was in (this pallet implements
+//!   [`OnDeviceRevoked`]). In the block of the revocation that emits, per group,
+//!   `MemberRemoved`, a `PendingKeyDiscarded` if a rekey was being assembled, and
+//!   `RekeyRequired` (unless the group already asked in that block).
+//!
+//! Storage keeps at most two wraps per member: the current epoch's and the one being
+//! assembled. Older wraps are deleted when an epoch switches or a member leaves.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub use pallet::*;
+pub mod weights;
+pub use weights::WeightInfo;
+
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+
+use codec::{Decode, Encode, MaxEncodedLen};
+use frame_support::{
+    pallet_prelude::ConstU32, traits::Get, BoundedVec, CloneNoBound, DebugNoBound, EqNoBound,
+    PartialEqNoBound,
+};
+use frame_system::pallet_prelude::BlockNumberFor;
+use scale_info::TypeInfo;
+
+pub use keymesh_primitives::{
+    api::{GroupInfo, KeyCheck, MemberKey, TopicKeyInfo},
+    DeviceDirectory, DeviceStatus, Fingerprint, OnDeviceRevoked, Role,
+};
+
+/// A group or device id as stored: 1 to 64 bytes of `[A-Za-z0-9._-]`.
+pub type Id = BoundedVec<u8, ConstU32<{ keymesh_primitives::MAX_ID_LEN as u32 }>>;
+/// A topic public key as stored: SubjectPublicKeyInfo DER.
+pub type PublicKeyDer = BoundedVec<u8, ConstU32<{ keymesh_primitives::MAX_SPKI_LEN }>>;
+/// The topic private key sealed under the epoch key.
+pub type SealedKeyOf<T> = BoundedVec<u8, <T as Config>::MaxSealedKeyLen>;
+/// One member's RSA-OAEP wrap of the epoch key.
+pub type WrapOf<T> = BoundedVec<u8, <T as Config>::MaxWrapLen>;
+/// The wraps one `set_epoch_key` call carries: (device, wrap).
+pub type WrapsOf<T> = BoundedVec<(Id, WrapOf<T>), <T as Config>::MaxWrapsPerCall>;
+
+/// The smallest sealed topic key: SCALE of a 12-byte nonce, a length and a 16-byte GCM tag
+/// around a non-empty ciphertext.
+pub const MIN_SEALED_KEY_LEN: u32 = 12 + 1 + 16 + 1;
+/// The smallest wrap: RSA-OAEP output is as long as the modulus, at least 2048 bits.
+pub const MIN_WRAP_LEN: u32 = keymesh_primitives::MIN_RSA_BITS / 8;
+
+/// A group's topic key for one epoch.
+#[derive(
+    CloneNoBound, PartialEqNoBound, EqNoBound, Encode, Decode, TypeInfo, MaxEncodedLen, DebugNoBound,
+)]
+#[scale_info(skip_type_params(T))]
+#[codec(mel_bound())]
+pub struct TopicKey<T: Config> {
+    pub epoch: u32,
+    pub public_key: PublicKeyDer,
+    /// SHA-256 of `public_key`: what a topic envelope's header names.
+    pub fingerprint: Fingerprint,
+    pub sealed_private_key: SealedKeyOf<T>,
+    /// Block from which the key is (or, while pending, was staged to be) current.
+    pub from_block: BlockNumberFor<T>,
+}
+
+impl<T: Config> From<TopicKey<T>> for TopicKeyInfo<BlockNumberFor<T>> {
+    fn from(key: TopicKey<T>) -> Self {
+        TopicKeyInfo {
+            epoch: key.epoch,
+            public_key: key.public_key.into_inner(),
+            fingerprint: key.fingerprint,
+            sealed_private_key: key.sealed_private_key.into_inner(),
+            from_block: key.from_block,
+        }
+    }
+}
+
+/// What the chain knows of a group.
+#[derive(
+    CloneNoBound, PartialEqNoBound, EqNoBound, Encode, Decode, TypeInfo, MaxEncodedLen, DebugNoBound,
+)]
+#[scale_info(skip_type_params(T))]
+#[codec(mel_bound())]
+pub struct GroupRecord<T: Config> {
+    /// The account that adds and removes members.
+    pub admin: T::AccountId,
+    /// The current epoch: 0 until the first key is set.
+    pub epoch: u32,
+    /// The current epoch's key.
+    pub topic_key: Option<TopicKey<T>>,
+    /// Number of members.
+    pub members: u32,
+    /// Whether any active device may publish to the group, member or not.
+    pub open_to_publishers: bool,
+    pub created_at: BlockNumberFor<T>,
+    /// The last block that emitted `RekeyRequired` for this group.
+    pub rekey_requested_at: Option<BlockNumberFor<T>>,
+    /// Tags the next pending key's wraps, so wraps of a discarded attempt never count.
+    pub next_round: u32,
+}
+
+/// One membership.
+#[derive(Clone, PartialEq, Eq, Encode, Decode, TypeInfo, MaxEncodedLen, Debug)]
+pub struct MemberRecord<BlockNumber> {
+    pub role: Role,
+    pub added_at: BlockNumber,
+}
+
+/// A next-epoch key whose wraps are still coming in.
+#[derive(
+    CloneNoBound, PartialEqNoBound, EqNoBound, Encode, Decode, TypeInfo, MaxEncodedLen, DebugNoBound,
+)]
+#[scale_info(skip_type_params(T))]
+#[codec(mel_bound())]
+pub struct PendingKey<T: Config> {
+    pub key: TopicKey<T>,
+    /// The group's `next_round` when this attempt started.
+    pub round: u32,
+    /// Members whose wrap for this attempt is in.
+    pub delivered: u32,
+}
+
+/// One member's wrap of one epoch key.
+#[derive(
+    CloneNoBound, PartialEqNoBound, EqNoBound, Encode, Decode, TypeInfo, MaxEncodedLen, DebugNoBound,
+)]
+#[scale_info(skip_type_params(T))]
+#[codec(mel_bound())]
+pub struct EpochWrap<T: Config> {
+    /// The attempt (see [`PendingKey::round`]) this wrap belongs to.
+    pub round: u32,
+    /// The epoch key, RSA-OAEP-SHA256 wrapped to the member's device key.
+    pub wrap: WrapOf<T>,
+}
+
+#[frame_support::pallet]
+pub mod pallet {
+    use super::*;
+    use frame_support::{pallet_prelude::*, traits::Contains};
+    use frame_system::pallet_prelude::*;
+    use keymesh_primitives::{validate_id, validate_rsa_spki};
+
+    #[pallet::pallet]
+    pub struct Pallet<T>(_);
+
+    #[pallet::config]
+    pub trait Config: frame_system::Config {
+        /// The overarching event type.
+        #[allow(deprecated)]
+        type RuntimeEvent: From<Event<Self>> + IsType<<Self as frame_system::Config>::RuntimeEvent>;
+        /// The operators: accounts that may create groups and manage any group.
+        type Operators: Contains<Self::AccountId>;
+        /// The key managers: accounts that may call `set_epoch_key`.
+        type KeyManagers: Contains<Self::AccountId>;
+        /// The device registry: members must be registered, active devices.
+        type Devices: DeviceDirectory;
+        /// Most members in one group.
+        #[pallet::constant]
+        type MaxMembers: Get<u32>;
+        /// Most groups one device may be in (bounds the work of revoking it).
+        #[pallet::constant]
+        type MaxGroupsPerDevice: Get<u32>;
+        /// Longest sealed topic private key, in bytes.
+        #[pallet::constant]
+        type MaxSealedKeyLen: Get<u32>;
+        /// Longest epoch-key wrap, in bytes (512 for RSA-4096 device keys).
+        #[pallet::constant]
+        type MaxWrapLen: Get<u32>;
+        /// Most wraps in one `set_epoch_key` call.
+        #[pallet::constant]
+        type MaxWrapsPerCall: Get<u32>;
+        /// Weights of the calls.
+        type WeightInfo: WeightInfo;
+    }
+
+    /// Every group, by id. Written by every call; never removed, so ids are not reused.
+    #[pallet::storage]
+    pub type Groups<T: Config> = StorageMap<_, Blake2_128Concat, Id, GroupRecord<T>, OptionQuery>;
+
+    /// Members of each group and their roles. Written by `add_member`, `remove_member` and
+    /// device revocation.
+    #[pallet::storage]
+    pub type Members<T: Config> = StorageDoubleMap<
+        _,
+        Blake2_128Concat,
+        Id,
+        Blake2_128Concat,
+        Id,
+        MemberRecord<BlockNumberFor<T>>,
+        OptionQuery,
+    >;
+
+    /// Epoch-key wraps by (group, epoch, device): the current epoch's and the pending one's.
+    /// Written by `set_epoch_key`; deleted when an epoch switches or a member leaves.
+    #[pallet::storage]
+    pub type EpochWraps<T: Config> = StorageNMap<
+        _,
+        (
+            NMapKey<Blake2_128Concat, Id>,
+            NMapKey<Twox64Concat, u32>,
+            NMapKey<Blake2_128Concat, Id>,
+        ),
+        EpochWrap<T>,
+        OptionQuery,
+    >;
+
+    /// The next epoch's key while its wraps are coming in. Written by `set_epoch_key`;
+    /// removed when the epoch switches or a membership change makes the set stale.
+    #[pallet::storage]
+    pub type PendingKeys<T: Config> =
+        StorageMap<_, Blake2_128Concat, Id, PendingKey<T>, OptionQuery>;
+
+    /// The groups each device is in, so a revocation can leave them all. Written with
+    /// `Members`.
+    #[pallet::storage]
+    pub type DeviceGroups<T: Config> =
+        StorageMap<_, Blake2_128Concat, Id, BoundedVec<Id, T::MaxGroupsPerDevice>, ValueQuery>;
+
+    /// Number of groups. Written by `create_group`.
+    #[pallet::storage]
+    pub type GroupCount<T: Config> = StorageValue<_, u32, ValueQuery>;
+
+    #[pallet::event]
+    #[pallet::generate_deposit(pub(super) fn deposit_event)]
+    pub enum Event<T: Config> {
+        /// A group was created, without members or key (epoch 0).
+        GroupCreated { group: Id, admin: T::AccountId },
+        /// A device joined a group; it reads from the next epoch on.
+        MemberAdded { group: Id, device: Id, role: Role },
+        /// A device left a group (removed, or revoked); it cannot read the next epoch.
+        MemberRemoved { group: Id, device: Id },
+        /// The group's members changed: a key manager must set `next_epoch`.
+        RekeyRequired { group: Id, next_epoch: u32 },
+        /// Whether non-members may publish to the group changed.
+        PublishingPolicySet { group: Id, open_to_publishers: bool },
+        /// Part of a next-epoch key is in: `delivered` of `members` wraps.
+        EpochKeyStaged {
+            group: Id,
+            epoch: u32,
+            fingerprint: Fingerprint,
+            delivered: u32,
+            members: u32,
+        },
+        /// A half-assembled next-epoch key was dropped: the members changed, or a key manager
+        /// started over with another key.
+        PendingKeyDiscarded { group: Id, epoch: u32 },
+        /// The group switched to `epoch`; topic envelopes must now be sealed to `fingerprint`.
+        GroupKeyRotated {
+            group: Id,
+            epoch: u32,
+            fingerprint: Fingerprint,
+        },
+        /// `device` holds the epoch key of `epoch`: a key exchange.
+        GroupKeyDelivered { group: Id, device: Id, epoch: u32 },
+    }
+
+    #[pallet::error]
+    pub enum Error<T> {
+        /// The caller is not an operator (nor root).
+        NotOperator,
+        /// The caller is neither the group's admin nor an operator.
+        NotAdminOrOperator,
+        /// The caller is not a registered key manager.
+        NotKeyManager,
+        /// The id is not 1..64 bytes of `[A-Za-z0-9._-]`.
+        InvalidGroupId,
+        /// A group with this id exists.
+        GroupExists,
+        /// No group has this id.
+        UnknownGroup,
+        /// No device has this id.
+        UnknownDevice,
+        /// The device is revoked.
+        DeviceRevoked,
+        /// The device is suspended.
+        DeviceNotActive,
+        /// The device is already a member.
+        AlreadyMember,
+        /// The device is not a member.
+        NotMember,
+        /// The group has `MaxMembers` members.
+        GroupFull,
+        /// The device is in `MaxGroupsPerDevice` groups.
+        TooManyGroups,
+        /// Too many groups.
+        TooManyGroupsOverall,
+        /// The epoch is not the group's next one.
+        WrongEpoch,
+        /// The epoch counter would overflow.
+        EpochOverflow,
+        /// The topic key is not an RSA SubjectPublicKeyInfo of 2048..4096 bits, e = 65537.
+        InvalidKey,
+        /// The sealed topic private key is too short to be one.
+        InvalidSealedKey,
+        /// A wrap is shorter than an RSA-2048 ciphertext.
+        InvalidWrap,
+        /// A wrap names a device that is not a member (a surplus wrap).
+        WrapForNonMember,
+        /// This member's wrap for the pending key is already in.
+        DuplicateWrap,
+        /// The call carries no wraps, and the group has members.
+        NoWraps,
+    }
+
+    #[pallet::call]
+    impl<T: Config> Pallet<T> {
+        /// Creates `group` with `admin` as its admin, no members and no key.
+        ///
+        /// Origin: root or an operator. Writes `Groups`, `GroupCount`; emits `GroupCreated`.
+        #[pallet::call_index(0)]
+        #[pallet::weight(T::WeightInfo::create_group())]
+        pub fn create_group(
+            origin: OriginFor<T>,
+            group: Id,
+            admin: T::AccountId,
+        ) -> DispatchResult {
+            Self::ensure_operator(origin)?;
+            validate_id(&group).map_err(|_| Error::<T>::InvalidGroupId)?;
+            ensure!(!Groups::<T>::contains_key(&group), Error::<T>::GroupExists);
+            let count = GroupCount::<T>::get()
+                .checked_add(1)
+                .ok_or(Error::<T>::TooManyGroupsOverall)?;
+            Groups::<T>::insert(
+                &group,
+                GroupRecord {
+                    admin: admin.clone(),
+                    epoch: 0,
+                    topic_key: None,
+                    members: 0,
+                    open_to_publishers: false,
+                    created_at: frame_system::Pallet::<T>::block_number(),
+                    rekey_requested_at: None,
+                    next_round: 0,
+                },
+            );
+            GroupCount::<T>::put(count);
+            Self::deposit_event(Event::GroupCreated { group, admin });
+            Ok(())
+        }
+
+        /// Adds the active device `device` to `group` with `role`.
+        ///
+        /// Origin: the group's admin, an operator or root. Writes `Members`, `DeviceGroups`,
+        /// `Groups`, and drops any `PendingKeys` entry; emits `MemberAdded`, then
+        /// `PendingKeyDiscarded` and `RekeyRequired` as they apply.
+        #[pallet::call_index(1)]
+        #[pallet::weight(T::WeightInfo::add_member())]
+        pub fn add_member(
+            origin: OriginFor<T>,
+            group: Id,
+            device: Id,
+            role: Role,
+        ) -> DispatchResult {
+            let mut record = Groups::<T>::get(&group).ok_or(Error::<T>::UnknownGroup)?;
+            Self::ensure_admin_or_operator(origin, &record.admin)?;
+            match T::Devices::status(&device) {
+                None => return Err(Error::<T>::UnknownDevice.into()),
+                Some(DeviceStatus::Revoked) => return Err(Error::<T>::DeviceRevoked.into()),
+                Some(DeviceStatus::Suspended) => return Err(Error::<T>::DeviceNotActive.into()),
+                Some(DeviceStatus::Active) => {}
+            }
+            ensure!(
+                !Members::<T>::contains_key(&group, &device),
+                Error::<T>::AlreadyMember
+            );
+            ensure!(record.members < T::MaxMembers::get(), Error::<T>::GroupFull);
+            DeviceGroups::<T>::try_mutate(&device, |groups| {
+                groups
+                    .try_push(group.clone())
+                    .map_err(|_| Error::<T>::TooManyGroups)
+            })?;
+            Members::<T>::insert(
+                &group,
+                &device,
+                MemberRecord {
+                    role,
+                    added_at: frame_system::Pallet::<T>::block_number(),
+                },
+            );
+            record.members = record.members.saturating_add(1);
+            Self::deposit_event(Event::MemberAdded {
+                group: group.clone(),
+                device,
+                role,
+            });
+            Self::membership_changed(&group, &mut record);
+            Groups::<T>::insert(&group, record);
+            Ok(())
+        }
+
+        /// Removes `device` from `group`, deleting its wraps.
+        ///
+        /// Origin: the group's admin, an operator or root. Writes `Members`, `EpochWraps`,
+        /// `DeviceGroups`, `Groups`, and drops any `PendingKeys` entry; emits `MemberRemoved`,
+        /// then `PendingKeyDiscarded` and `RekeyRequired` as they apply.
+        #[pallet::call_index(2)]
+        #[pallet::weight(T::WeightInfo::remove_member())]
+        pub fn remove_member(origin: OriginFor<T>, group: Id, device: Id) -> DispatchResult {
+            let mut record = Groups::<T>::get(&group).ok_or(Error::<T>::UnknownGroup)?;
+            Self::ensure_admin_or_operator(origin, &record.admin)?;
+            ensure!(
+                Members::<T>::contains_key(&group, &device),
+                Error::<T>::NotMember
+            );
+            DeviceGroups::<T>::mutate_exists(&device, |groups| {
+                if let Some(list) = groups {
+                    list.retain(|g| g != &group);
+                    if list.is_empty() {
+                        *groups = None;
+                    }
+                }
+            });
+            Self::leave(&group, &mut record, device);
+            Groups::<T>::insert(&group, record);
+            Ok(())
+        }
+
+        /// Sets whether any active device may publish to `group` (`true`), or only members
+        /// with the Publisher or Both role (`false`, the default).
+        ///
+        /// Origin: the group's admin, an operator or root. Writes `Groups`; emits
+        /// `PublishingPolicySet`.
+        #[pallet::call_index(3)]
+        #[pallet::weight(T::WeightInfo::set_publishing())]
+        pub fn set_publishing(
+            origin: OriginFor<T>,
+            group: Id,
+            open_to_publishers: bool,
+        ) -> DispatchResult {
+            let mut record = Groups::<T>::get(&group).ok_or(Error::<T>::UnknownGroup)?;
+            Self::ensure_admin_or_operator(origin, &record.admin)?;
+            record.open_to_publishers = open_to_publishers;
+            Groups::<T>::insert(&group, record);
+            Self::deposit_event(Event::PublishingPolicySet {
+                group,
+                open_to_publishers,
+            });
+            Ok(())
+        }
+
+        /// Submits (part of) the key of `group`'s next epoch: the topic public key, the topic
+        /// private key sealed under a fresh epoch key, and that epoch key wrapped to members.
+        ///
+        /// `epoch` must be the group's current epoch + 1. Every call of one attempt carries
+        /// the same topic key and sealed key; a different one starts the attempt over. Each
+        /// wrap must name a current member whose wrap for this attempt is not yet in. When
+        /// every member's wrap is in, the epoch switches.
+        ///
+        /// Origin: a registered key manager. Writes `EpochWraps`, `PendingKeys`, `Groups`;
+        /// emits `EpochKeyStaged` while wraps are missing, or `GroupKeyRotated` and one
+        /// `GroupKeyDelivered` per member when the epoch switches.
+        #[pallet::call_index(4)]
+        #[pallet::weight(T::WeightInfo::set_epoch_key(
+            topic_public_key.len() as u32,
+            wraps.len() as u32,
+            T::MaxMembers::get(),
+        ))]
+        pub fn set_epoch_key(
+            origin: OriginFor<T>,
+            group: Id,
+            epoch: u32,
+            topic_public_key: PublicKeyDer,
+            sealed_private_key: SealedKeyOf<T>,
+            wraps: WrapsOf<T>,
+        ) -> DispatchResultWithPostInfo {
+            let who = ensure_signed(origin)?;
+            ensure!(T::KeyManagers::contains(&who), Error::<T>::NotKeyManager);
+            let mut record = Groups::<T>::get(&group).ok_or(Error::<T>::UnknownGroup)?;
+            let next = record
+                .epoch
+                .checked_add(1)
+                .ok_or(Error::<T>::EpochOverflow)?;
+            ensure!(epoch == next, Error::<T>::WrongEpoch);
+            validate_rsa_spki(&topic_public_key).map_err(|_| Error::<T>::InvalidKey)?;
+            ensure!(
+                sealed_private_key.len() as u32 >= MIN_SEALED_KEY_LEN,
+                Error::<T>::InvalidSealedKey
+            );
+            ensure!(
+                !wraps.is_empty() || record.members == 0,
+                Error::<T>::NoWraps
+            );
+            let fingerprint = sp_io::hashing::sha2_256(&topic_public_key);
+            let key_len = topic_public_key.len() as u32;
+            let wrap_count = wraps.len() as u32;
+
+            let mut pending = match PendingKeys::<T>::get(&group) {
+                Some(p)
+                    if p.key.epoch == epoch
+                        && p.key.fingerprint == fingerprint
+                        && p.key.sealed_private_key == sealed_private_key =>
+                {
+                    p
+                }
+                previous => {
+                    if let Some(p) = previous {
+                        Self::deposit_event(Event::PendingKeyDiscarded {
+                            group: group.clone(),
+                            epoch: p.key.epoch,
+                        });
+                    }
+                    let round = record.next_round;
+                    record.next_round = round.wrapping_add(1);
+                    PendingKey {
+                        key: TopicKey {
+                            epoch,
+                            public_key: topic_public_key,
+                            fingerprint,
+                            sealed_private_key,
+                            from_block: frame_system::Pallet::<T>::block_number(),
+                        },
+                        round,
+                        delivered: 0,
+                    }
+                }
+            };
+
+            for (device, wrap) in wraps {
+                ensure!(
+                    Members::<T>::contains_key(&group, &device),
+                    Error::<T>::WrapForNonMember
+                );
+                ensure!(wrap.len() as u32 >= MIN_WRAP_LEN, Error::<T>::InvalidWrap);
+                let key = (group.clone(), epoch, device);
+                if let Some(existing) = EpochWraps::<T>::get(&key) {
+                    ensure!(existing.round != pending.round, Error::<T>::DuplicateWrap);
+                }
+                EpochWraps::<T>::insert(
+                    key,
+                    EpochWrap {
+                        round: pending.round,
+                        wrap,
+                    },
+                );
+                pending.delivered = pending.delivered.saturating_add(1);
+            }
+
+            if pending.delivered < record.members {
+                Self::deposit_event(Event::EpochKeyStaged {
+                    group: group.clone(),
+                    epoch,
+                    fingerprint,
+                    delivered: pending.delivered,
+                    members: record.members,
+                });
+                PendingKeys::<T>::insert(&group, pending);
+                Groups::<T>::insert(&group, record);
+                return Ok(Some(T::WeightInfo::set_epoch_key(key_len, wrap_count, 0)).into());
+            }
+
+            let old_epoch = record.epoch;
+            let members = record.members;
+            let mut key = pending.key;
+            key.from_block = frame_system::Pallet::<T>::block_number();
+            record.epoch = epoch;
+            record.topic_key = Some(key);
+            PendingKeys::<T>::remove(&group);
+            Groups::<T>::insert(&group, record);
+            Self::deposit_event(Event::GroupKeyRotated {
+                group: group.clone(),
+                epoch,
+                fingerprint,
+            });
+            for device in Members::<T>::iter_key_prefix(&group) {
+                EpochWraps::<T>::remove((group.clone(), old_epoch, device.clone()));
+                Self::deposit_event(Event::GroupKeyDelivered {
+                    group: group.clone(),
+                    device,
+                    epoch,
+                });
+            }
+            Ok(Some(T::WeightInfo::set_epoch_key(key_len, wrap_count, members)).into())
+        }
+    }
+
+    impl<T: Config> Pallet<T> {
+        fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
+            match ensure_signed_or_root(origin)? {
+                None => Ok(()),
+                Some(who) if T::Operators::contains(&who) => Ok(()),
+                Some(_) => Err(Error::<T>::NotOperator.into()),
+            }
+        }
+
+        fn ensure_admin_or_operator(origin: OriginFor<T>, admin: &T::AccountId) -> DispatchResult {
+            match ensure_signed_or_root(origin)? {
+                None => Ok(()),
+                Some(who) if &who == admin || T::Operators::contains(&who) => Ok(()),
+                Some(_) => Err(Error::<T>::NotAdminOrOperator.into()),
+            }
+        }
+
+        /// Drops `device`'s membership and wraps; the caller updates `DeviceGroups` and
+        /// stores `record`.
+        fn leave(group: &Id, record: &mut GroupRecord<T>, device: Id) {
+            Members::<T>::remove(group, &device);
+            EpochWraps::<T>::remove((group.clone(), record.epoch, device.clone()));
+            EpochWraps::<T>::remove((
+                group.clone(),
+                record.epoch.saturating_add(1),
+                device.clone(),
+            ));
+            record.members = record.members.saturating_sub(1);
+            Self::deposit_event(Event::MemberRemoved {
+                group: group.clone(),
+                device,
+            });
+            Self::membership_changed(group, record);
+        }
+
+        /// A membership change makes any half-assembled key stale and asks for a new epoch,
+        /// once per block.
+        fn membership_changed(group: &Id, record: &mut GroupRecord<T>) {
+            if let Some(pending) = PendingKeys::<T>::take(group) {
+                Self::deposit_event(Event::PendingKeyDiscarded {
+                    group: group.clone(),
+                    epoch: pending.key.epoch,
+                });
+            }
+            let now = frame_system::Pallet::<T>::block_number();
+            if record.rekey_requested_at != Some(now) {
+                record.rekey_requested_at = Some(now);
+                Self::deposit_event(Event::RekeyRequired {
+                    group: group.clone(),
+                    next_epoch: record.epoch.saturating_add(1),
+                });
+            }
+        }
+
+        /// The group as the key-directory API reports it.
+        pub fn group_info(id: &[u8]) -> Option<GroupInfo<T::AccountId, BlockNumberFor<T>>> {
+            let id: Id = id.to_vec().try_into().ok()?;
+            let record = Groups::<T>::get(&id)?;
+            let members = Members::<T>::iter_prefix(&id)
+                .map(|(device, member)| (device.into_inner(), member.role))
+                .collect();
+            Some(GroupInfo {
+                admin: record.admin,
+                epoch: record.epoch,
+                topic_key: record.topic_key.map(Into::into),
+                open_to_publishers: record.open_to_publishers,
+                members,
+                pending_epoch: PendingKeys::<T>::get(&id).map(|p| p.key.epoch),
+                created_at: record.created_at,
+            })
+        }
+
+        /// What `device` needs to read `group`'s current epoch, if it is a member.
+        pub fn member_key(group: &[u8], device: &[u8]) -> Option<MemberKey<BlockNumberFor<T>>> {
+            let group: Id = group.to_vec().try_into().ok()?;
+            let device: Id = device.to_vec().try_into().ok()?;
+            let member = Members::<T>::get(&group, &device)?;
+            let record = Groups::<T>::get(&group)?;
+            let wrapped_epoch_key =
+                EpochWraps::<T>::get((group, record.epoch, device)).map(|w| w.wrap.into_inner());
+            Some(MemberKey {
+                role: member.role,
+                topic_key: record.topic_key.map(Into::into),
+                wrapped_epoch_key,
+            })
+        }
+
+        /// Whether `fingerprint` is `group`'s topic key for its current epoch.
+        pub fn check_key(group: &[u8], fingerprint: &Fingerprint) -> KeyCheck {
+            let Some(record) = Id::try_from(group.to_vec()).ok().and_then(Groups::<T>::get) else {
+                return KeyCheck::Unknown;
+            };
+            match record.topic_key {
+                None => KeyCheck::Unknown,
+                Some(key) if &key.fingerprint == fingerprint => KeyCheck::Check,
+                Some(key) => KeyCheck::Mismatch {
+                    expected: key.fingerprint,
+                },
+            }
+        }
+    }
+
+    impl<T: Config> OnDeviceRevoked for Pallet<T> {
+        fn on_device_revoked(device: &[u8]) -> Weight {
+            let Ok(device) = Id::try_from(device.to_vec()) else {
+                return Weight::zero();
+            };
+            let groups = DeviceGroups::<T>::take(&device);
+            let left = groups.len() as u32;
+            for group in groups {
+                if let Some(mut record) = Groups::<T>::get(&group) {
+                    Self::leave(&group, &mut record, device.clone());
+                    Groups::<T>::insert(&group, record);
+                }
+            }
+            T::WeightInfo::leave_groups(left)
+        }
+
+        fn max_weight() -> Weight {
+            T::WeightInfo::leave_groups(T::MaxGroupsPerDevice::get())
+        }
+    }
+}

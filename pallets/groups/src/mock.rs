@@ -1,0 +1,91 @@
+//! A minimal runtime for the pallet's unit tests, with a device registry held in a map.
+
+use crate as pallet_groups;
+use frame_support::{derive_impl, traits::Contains};
+use keymesh_primitives::{DeviceDirectory, DeviceStatus};
+use sp_runtime::BuildStorage;
+use std::{cell::RefCell, collections::BTreeMap};
+
+type Block = frame_system::mocking::MockBlock<Test>;
+
+frame_support::construct_runtime!(
+    pub enum Test {
+        System: frame_system,
+        Groups: pallet_groups,
+    }
+);
+
+#[derive_impl(frame_system::config_preludes::TestDefaultConfig)]
+impl frame_system::Config for Test {
+    type Block = Block;
+}
+
+pub const OPERATOR: u64 = 1;
+pub const ADMIN: u64 = 2;
+pub const STRANGER: u64 = 3;
+pub const KEY_MANAGER: u64 = 4;
+
+pub struct TestOperators;
+impl Contains<u64> for TestOperators {
+    fn contains(who: &u64) -> bool {
+        *who == OPERATOR
+    }
+}
+
+pub struct TestKeyManagers;
+impl Contains<u64> for TestKeyManagers {
+    fn contains(who: &u64) -> bool {
+        *who == KEY_MANAGER
+    }
+}
+
+std::thread_local! {
+    static DEVICES: RefCell<BTreeMap<Vec<u8>, DeviceStatus>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Registers (or re-statuses) a device in the mock registry.
+pub fn set_device(id: &str, status: DeviceStatus) {
+    DEVICES.with(|d| d.borrow_mut().insert(id.as_bytes().to_vec(), status));
+}
+
+pub struct TestDevices;
+impl DeviceDirectory for TestDevices {
+    fn status(device: &[u8]) -> Option<DeviceStatus> {
+        DEVICES.with(|d| d.borrow().get(device).copied())
+    }
+}
+
+frame_support::parameter_types! {
+    pub const MaxMembers: u32 = 4;
+    pub const MaxGroupsPerDevice: u32 = 3;
+    pub const MaxSealedKeyLen: u32 = 4096;
+    pub const MaxWrapLen: u32 = 512;
+    pub const MaxWrapsPerCall: u32 = 3;
+}
+
+impl pallet_groups::Config for Test {
+    type RuntimeEvent = RuntimeEvent;
+    type Operators = TestOperators;
+    type KeyManagers = TestKeyManagers;
+    type Devices = TestDevices;
+    type MaxMembers = MaxMembers;
+    type MaxGroupsPerDevice = MaxGroupsPerDevice;
+    type MaxSealedKeyLen = MaxSealedKeyLen;
+    type MaxWrapLen = MaxWrapLen;
+    type MaxWrapsPerCall = MaxWrapsPerCall;
+    type WeightInfo = ();
+}
+
+/// A fresh chain at block 1 whose registry holds active devices 1111..1116.
+pub fn new_test_ext() -> sp_io::TestExternalities {
+    let storage = frame_system::GenesisConfig::<Test>::default()
+        .build_storage()
+        .unwrap();
+    let mut ext = sp_io::TestExternalities::new(storage);
+    DEVICES.with(|d| d.borrow_mut().clear());
+    for id in ["1111", "1112", "1113", "1114", "1115", "1116"] {
+        set_device(id, DeviceStatus::Active);
+    }
+    ext.execute_with(|| System::set_block_number(1));
+    ext
+}

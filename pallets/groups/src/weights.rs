@@ -1,0 +1,165 @@
+//! Weights of `pallet-groups`, derived rather than benchmarked.
+//!
+//! Each weight = its storage accesses priced by the runtime's `DbWeight` (ParityDB) plus
+//! compute and proof size:
+//! - validating the topic key (DER parse + SHA-256) is priced like `pallet-devices`' key
+//!   check: 10 µs + 40 ns per key byte;
+//! - each wrap in a `set_epoch_key` call costs one `Members` read, one `EpochWraps` read and
+//!   one write, plus 2 µs of compute, and up to 600 bytes of proof;
+//! - when the epoch switches, each member costs one `Members` key read, one `EpochWraps`
+//!   delete and one event (2 µs);
+//! - leaving a group (removal or revocation) costs reads of `Groups`, `Members`,
+//!   `PendingKeys` and writes of `Members`, two `EpochWraps`, `PendingKeys`, `Groups`.
+//!
+//! `set_epoch_key` is charged up front as if the epoch switched for `MaxMembers` members and
+//! refunded to what it did. Proof sizes take the `MaxEncodedLen` of the records touched.
+
+use core::marker::PhantomData;
+use frame_support::{
+    traits::Get,
+    weights::{constants::WEIGHT_REF_TIME_PER_NANOS, RuntimeDbWeight, Weight},
+};
+
+/// Weight functions needed by `pallet-groups`.
+pub trait WeightInfo {
+    /// `create_group`.
+    fn create_group() -> Weight;
+    /// `add_member`.
+    fn add_member() -> Weight;
+    /// `remove_member`.
+    fn remove_member() -> Weight;
+    /// `set_publishing`.
+    fn set_publishing() -> Weight;
+    /// `set_epoch_key` with a `k`-byte topic key and `w` wraps, switching the epoch for `m`
+    /// members (`m` = 0 when the epoch does not switch).
+    fn set_epoch_key(k: u32, w: u32, m: u32) -> Weight;
+    /// A revoked device leaving `g` groups.
+    fn leave_groups(g: u32) -> Weight;
+}
+
+/// Derived weights for a runtime.
+pub struct SubstrateWeight<T>(PhantomData<T>);
+
+const KEY_BASE_NS: u64 = 10_000;
+const KEY_PER_BYTE_NS: u64 = 40;
+const CALL_BASE_NS: u64 = 8_000;
+const PER_WRAP_NS: u64 = 2_000;
+const PER_DELIVERY_NS: u64 = 2_000;
+/// `MaxEncodedLen` of a group record with a 4096-bit topic key and 4 KiB sealed key, rounded.
+const GROUP_PROOF: u64 = 5_000;
+const MEMBER_PROOF: u64 = 200;
+const WRAP_PROOF: u64 = 600;
+/// A device's group list at 16 groups of 65 bytes, rounded.
+const DEVICE_GROUPS_PROOF: u64 = 1_200;
+
+fn ns(n: u64) -> Weight {
+    Weight::from_parts(n * WEIGHT_REF_TIME_PER_NANOS, 0)
+}
+
+fn proof(bytes: u64) -> Weight {
+    Weight::from_parts(0, bytes)
+}
+
+/// The formulas, for any database weight.
+pub struct Formulas(pub RuntimeDbWeight);
+
+impl Formulas {
+    pub fn create_group(&self) -> Weight {
+        ns(CALL_BASE_NS)
+            .saturating_add(proof(GROUP_PROOF))
+            .saturating_add(self.0.reads_writes(2, 2))
+    }
+    pub fn add_member(&self) -> Weight {
+        // Reads: Groups, Devices, Members, DeviceGroups, PendingKeys;
+        // writes: Members, DeviceGroups, Groups, PendingKeys.
+        ns(CALL_BASE_NS)
+            .saturating_add(proof(
+                GROUP_PROOF + 1_000 + MEMBER_PROOF + DEVICE_GROUPS_PROOF + GROUP_PROOF,
+            ))
+            .saturating_add(self.0.reads_writes(5, 4))
+    }
+    fn leave(&self) -> Weight {
+        // Reads: Groups, Members, PendingKeys; writes: Members, 2 × EpochWraps, PendingKeys,
+        // Groups.
+        ns(CALL_BASE_NS)
+            .saturating_add(proof(GROUP_PROOF + MEMBER_PROOF + GROUP_PROOF))
+            .saturating_add(self.0.reads_writes(3, 5))
+    }
+    pub fn remove_member(&self) -> Weight {
+        // Plus the device's group list: one read, one write.
+        self.leave()
+            .saturating_add(proof(DEVICE_GROUPS_PROOF))
+            .saturating_add(self.0.reads_writes(1, 1))
+    }
+    pub fn set_publishing(&self) -> Weight {
+        ns(CALL_BASE_NS)
+            .saturating_add(proof(GROUP_PROOF))
+            .saturating_add(self.0.reads_writes(1, 1))
+    }
+    pub fn set_epoch_key(&self, k: u32, w: u32, m: u32) -> Weight {
+        // Fixed: Groups, PendingKeys read and written.
+        let fixed = ns(CALL_BASE_NS + KEY_BASE_NS + KEY_PER_BYTE_NS * k as u64)
+            .saturating_add(proof(GROUP_PROOF * 2 + k as u64))
+            .saturating_add(self.0.reads_writes(2, 2));
+        let per_wrap = ns(PER_WRAP_NS)
+            .saturating_add(proof(MEMBER_PROOF + WRAP_PROOF))
+            .saturating_add(self.0.reads_writes(2, 1));
+        let per_delivery = ns(PER_DELIVERY_NS)
+            .saturating_add(proof(MEMBER_PROOF))
+            .saturating_add(self.0.reads_writes(1, 1));
+        fixed
+            .saturating_add(per_wrap.saturating_mul(w as u64))
+            .saturating_add(per_delivery.saturating_mul(m as u64))
+    }
+    pub fn leave_groups(&self, g: u32) -> Weight {
+        // The device's group list is read and removed once.
+        proof(DEVICE_GROUPS_PROOF)
+            .saturating_add(self.0.reads_writes(1, 1))
+            .saturating_add(self.leave().saturating_mul(g as u64))
+    }
+}
+
+impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
+    fn create_group() -> Weight {
+        Formulas(T::DbWeight::get()).create_group()
+    }
+    fn add_member() -> Weight {
+        Formulas(T::DbWeight::get()).add_member()
+    }
+    fn remove_member() -> Weight {
+        Formulas(T::DbWeight::get()).remove_member()
+    }
+    fn set_publishing() -> Weight {
+        Formulas(T::DbWeight::get()).set_publishing()
+    }
+    fn set_epoch_key(k: u32, w: u32, m: u32) -> Weight {
+        Formulas(T::DbWeight::get()).set_epoch_key(k, w, m)
+    }
+    fn leave_groups(g: u32) -> Weight {
+        Formulas(T::DbWeight::get()).leave_groups(g)
+    }
+}
+
+/// For tests: the same formulas with unit database weights.
+impl WeightInfo for () {
+    fn create_group() -> Weight {
+        Formulas(UNIT_DB).create_group()
+    }
+    fn add_member() -> Weight {
+        Formulas(UNIT_DB).add_member()
+    }
+    fn remove_member() -> Weight {
+        Formulas(UNIT_DB).remove_member()
+    }
+    fn set_publishing() -> Weight {
+        Formulas(UNIT_DB).set_publishing()
+    }
+    fn set_epoch_key(k: u32, w: u32, m: u32) -> Weight {
+        Formulas(UNIT_DB).set_epoch_key(k, w, m)
+    }
+    fn leave_groups(g: u32) -> Weight {
+        Formulas(UNIT_DB).leave_groups(g)
+    }
+}
+
+const UNIT_DB: RuntimeDbWeight = RuntimeDbWeight { read: 1, write: 1 };
