@@ -66,3 +66,8 @@ finalized_number() {
         "http://127.0.0.1:$port" | sed -E 's/.*"number":"0x([0-9a-f]+)".*/\1/' |
         { read -r hex && echo $((16#$hex)); }
 }
+
+# The dev bridge's sr25519 public key (//Ferdie), which devices trust with --trust-bridge.
+bridge_key_hex() {
+    echo "1cbd2d43530a44705ad088af313e18f80b53ef16b36177cd4b77b846f2a5f07c"
+}

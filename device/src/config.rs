@@ -14,6 +14,8 @@ pub const DEFAULT_MQTT_PORT: u16 = 1883;
 /// device_id = "1111"
 /// key = "/var/lib/keymesh/1111.key.pem"
 /// peers_dir = "/var/lib/keymesh/peers"
+/// # sr25519 public keys of the bridges whose attested deliveries `listen` accepts
+/// trusted_bridges = ["0x1cbd2d43530a44705ad088af313e18f80b53ef16b36177cd4b77b846f2a5f07c"]
 /// ```
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +24,7 @@ pub struct FileConfig {
     pub device_id: Option<String>,
     pub key: Option<PathBuf>,
     pub peers_dir: Option<PathBuf>,
+    pub trusted_bridges: Option<Vec<String>>,
 }
 
 /// Why the configuration is unusable.
@@ -38,8 +41,20 @@ pub enum ConfigError {
     BadBroker(String),
     #[error("device id {0:?} is not 1..64 bytes of [A-Za-z0-9._-]")]
     BadDeviceId(String),
+    #[error("bridge key {0:?} is not 64 hex digits (an sr25519 public key)")]
+    BadBridgeKey(String),
     #[error("missing setting: {0} (give it in the config file or as a flag)")]
     Missing(&'static str),
+}
+
+/// Parses a bridge's sr25519 public key: 64 hex digits, `0x` optional.
+pub fn bridge_key(text: &str) -> Result<[u8; 32], ConfigError> {
+    let bad = || ConfigError::BadBridgeKey(text.to_string());
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    hex::decode(digits)
+        .map_err(|_| bad())?
+        .try_into()
+        .map_err(|_| bad())
 }
 
 impl FileConfig {

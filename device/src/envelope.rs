@@ -314,7 +314,8 @@ pub fn verify_signature(
     Ok(envelope)
 }
 
-fn verify_decoded(envelope: &Envelope, sender_key: &RsaPublicKey) -> Result<(), EnvelopeError> {
+/// Checks a decoded envelope's signature under the sender's key.
+pub fn verify_decoded(envelope: &Envelope, sender_key: &RsaPublicKey) -> Result<(), EnvelopeError> {
     // A signature longer than the sender's modulus cannot be valid; say so without parsing.
     if envelope.signature.len() != sender_key.size() {
         return Err(EnvelopeError::BadSignature);

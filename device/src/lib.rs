@@ -8,12 +8,14 @@
 //! The byte layout is specified in `docs/envelope.md`; this crate is its reference
 //! implementation.
 
+pub mod attestation;
 pub mod config;
 pub mod envelope;
 pub mod keys;
 pub mod mqtt;
 pub mod topic_key;
 
+pub use attestation::{envelope_hash, Attestation, AttestationError, Delivery};
 pub use envelope::{
     open, seal_direct, seal_topic, verify_signature, Envelope, EnvelopeError, Header, Kind, Opened,
     ENVELOPE_VERSION, MAX_ENVELOPE_LEN, MAX_PAYLOAD_LEN,

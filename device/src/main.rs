@@ -13,7 +13,7 @@ use keymesh_device::{
     config::{self, Broker, FileConfig},
     envelope::{self, Envelope},
     keys::{self, KeyBits},
-    mqtt,
+    mqtt, Delivery,
 };
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use rumqttc::{Event, Packet, QoS};
@@ -125,6 +125,10 @@ enum Command {
     },
     /// Listen on this device's inbox (and groups), print what opens and why the rest does not.
     Listen {
+        /// Accept deliveries attested by this bridge (sr25519 public key, hex); repeatable.
+        /// Anything else, including envelopes published straight to the inbox, is refused.
+        #[arg(long = "trust-bridge")]
+        trust_bridges: Vec<String>,
         /// Also listen to a group: `<group>=<topic private key PEM>`.
         #[arg(long = "group")]
         groups: Vec<String>,
@@ -304,9 +308,27 @@ async fn run(cli: Cli) -> Result<()> {
             )?;
             publish(&device, env).await?;
         }
-        Command::Listen { groups, count } => {
+        Command::Listen {
+            trust_bridges,
+            groups,
+            count,
+        } => {
+            let trusted = if trust_bridges.is_empty() {
+                file.trusted_bridges.clone().unwrap_or_default()
+            } else {
+                trust_bridges
+            };
+            let trusted = trusted
+                .iter()
+                .map(|k| config::bridge_key(k))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             let device = device()?;
-            listen(&device, &groups, count).await?;
+            if trusted.is_empty() {
+                eprintln!(
+                    "warning: no trusted bridge (--trust-bridge or trusted_bridges): every delivery will be refused"
+                );
+            }
+            listen(&device, &trusted, &groups, count).await?;
         }
     }
     Ok(())
@@ -330,7 +352,12 @@ async fn publish(device: &Device, env: Envelope) -> Result<()> {
     Ok(())
 }
 
-async fn listen(device: &Device, groups: &[String], count: Option<usize>) -> Result<()> {
+async fn listen(
+    device: &Device,
+    trusted: &[[u8; 32]],
+    groups: &[String],
+    count: Option<usize>,
+) -> Result<()> {
     let mut group_keys: HashMap<String, RsaPrivateKey> = HashMap::new();
     for spec in groups {
         let (group, path) = spec
@@ -365,6 +392,7 @@ async fn listen(device: &Device, groups: &[String], count: Option<usize>) -> Res
         let reader = group_keys.get(&publish.topic).unwrap_or(&device.key);
         match describe(
             &publish.payload,
+            trusted,
             reader,
             device.peers_dir.as_deref(),
             &mut seen,
@@ -377,12 +405,16 @@ async fn listen(device: &Device, groups: &[String], count: Option<usize>) -> Res
     Ok(())
 }
 
+/// Verifies a delivery's attestation, then opens its envelope and drops duplicates.
 fn describe(
-    bytes: &[u8],
+    delivery: &[u8],
+    trusted: &[[u8; 32]],
     reader: &RsaPrivateKey,
     peers_dir: Option<&Path>,
     seen: &mut std::collections::HashSet<[u8; 16]>,
 ) -> std::result::Result<String, String> {
+    let delivery = Delivery::verify(delivery, trusted).map_err(|e| e.to_string())?;
+    let bytes = &delivery.envelope[..];
     let decoded = Envelope::decode_bounded(bytes).map_err(|e| e.to_string())?;
     let sender = String::from_utf8_lossy(&decoded.header.sender).into_owned();
     let sender_key: RsaPublicKey = peer_key(peers_dir, &sender).map_err(|e| e.to_string())?;
@@ -394,8 +426,10 @@ fn describe(
         ));
     }
     Ok(format!(
-        "from {sender}: {}",
-        String::from_utf8_lossy(&opened.payload)
+        "from {sender}: {} (checked by bridge {} at block #{})",
+        String::from_utf8_lossy(&opened.payload),
+        &hex::encode(delivery.attestation.bridge)[..8],
+        delivery.attestation.block_number
     ))
 }
 

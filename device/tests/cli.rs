@@ -10,6 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use keymesh_device::{Attestation, Delivery};
+use subxt_signer::sr25519;
+
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_keymesh-device"))
 }
@@ -183,10 +186,14 @@ fn start_mosquitto(dir: &Path) -> (Reaped, u16) {
     (Reaped(child), port)
 }
 
+fn alice_hex() -> String {
+    hex::encode(sr25519::dev::alice().public_key().0)
+}
+
 #[test]
 fn send_and_listen_through_a_real_broker() {
-    // No bridge yet: the test plays its part by relaying the ingress topic to the inbox
-    // with mosquitto's own client, so what `listen` receives is exactly what `send` sealed.
+    // The test plays the bridge: it takes what `send` sealed from the ingress topic with
+    // mosquitto's own client and publishes it to the inbox, raw or attested.
     let dir = tempfile::tempdir().unwrap();
     let (_broker, port) = start_mosquitto(dir.path());
     let broker = format!("mqtt://127.0.0.1:{port}");
@@ -202,7 +209,7 @@ fn send_and_listen_through_a_real_broker() {
 
     let mut listener = Reaped(
         device_cmd(&broker, "1113", &peers)
-            .args(["listen", "--count", "2"])
+            .args(["listen", "--count", "4", "--trust-bridge", &alice_hex()])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -274,17 +281,48 @@ fn send_and_listen_through_a_real_broker() {
             .unwrap();
         assert!(status.success());
     };
+    // Straight to the inbox, past any gate: refused.
     relay(&sealed_path);
-    // The same message again: the device drops the duplicate and says so.
-    relay(&sealed_path);
+    // Attested by a bridge the device trusts: opened; the same delivery again is a duplicate.
+    let sealed = std::fs::read(&sealed_path).unwrap();
+    let attested = |bridge: &sr25519::Keypair, name: &str| {
+        let path = dir.path().join(name);
+        let delivery = Delivery {
+            attestation: Attestation::sign(bridge, &sealed, 7, [7; 32]),
+            envelope: sealed.clone(),
+        };
+        std::fs::write(&path, delivery.to_bytes()).unwrap();
+        path
+    };
+    let trusted = attested(&sr25519::dev::alice(), "trusted.bin");
+    relay(&trusted);
+    relay(&trusted);
+    // Attested by a bridge it does not trust: refused.
+    relay(&attested(&sr25519::dev::bob(), "untrusted.bin"));
 
     let out = listener.0.stdout.take().unwrap();
     let lines: Vec<String> = BufReader::new(out).lines().map(|l| l.unwrap()).collect();
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    assert_eq!(lines[0], "km/v1/dev/1113/inbox: from 1111: hello from 1111");
+    assert_eq!(lines.len(), 4, "{lines:?}");
     assert!(
-        lines[1].contains("cannot open: duplicate message"),
+        lines[0].contains("cannot open: not an attested delivery"),
         "{}",
-        lines[1]
+        lines[0]
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "km/v1/dev/1113/inbox: from 1111: hello from 1111 (checked by bridge {} at block #7)",
+            &alice_hex()[..8]
+        )
+    );
+    assert!(
+        lines[2].contains("cannot open: duplicate message"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].contains("which this device does not trust"),
+        "{}",
+        lines[3]
     );
 }

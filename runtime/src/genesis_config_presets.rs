@@ -4,8 +4,8 @@
 //! anyone can sign with them. They exist for local work and tests only.
 
 use crate::{
-    AccountId, BalancesConfig, DevicesConfig, NodeAuthorizationConfig, OperatorsConfig,
-    RuntimeGenesisConfig, SudoConfig, UNIT,
+    AccountId, BalancesConfig, DevicesConfig, ExchangeLogConfig, NodeAuthorizationConfig,
+    OperatorsConfig, RuntimeGenesisConfig, SudoConfig, UNIT,
 };
 use alloc::{string::String, vec, vec::Vec};
 use frame_support::build_struct_json_patch;
@@ -15,6 +15,9 @@ use sp_consensus_grandpa::AuthorityId as GrandpaId;
 use sp_core::OpaquePeerId;
 use sp_genesis_builder::PresetId;
 use sp_keyring::{Ed25519Keyring, Sr25519Keyring};
+
+/// The dev bridge's account: `keymesh-bridge --signer //Ferdie`.
+pub const DEV_BRIDGE: Sr25519Keyring = Sr25519Keyring::Ferdie;
 
 /// libp2p PeerIds of the dev node keys `0x00…01` to `0x00…04` (Ed25519, identity multihash).
 ///
@@ -160,6 +163,12 @@ fn genesis(validator_count: usize) -> Value {
         },
         devices: DevicesConfig {
             devices: dev_devices
+        },
+        // The dev bridge signs as //Ferdie (as insecure as //Alice): it writes the exchange
+        // log and rekeys groups.
+        exchange_log: ExchangeLogConfig {
+            bridges: vec![DEV_BRIDGE.to_account_id()],
+            key_managers: vec![DEV_BRIDGE.to_account_id()],
         },
     })
 }

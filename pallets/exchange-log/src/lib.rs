@@ -7,6 +7,8 @@
 //! and key-manager accounts, managed by root or an operator.
 #![cfg_attr(not(feature = "std"), no_std)]
 
+extern crate alloc;
+
 pub use pallet::*;
 
 #[cfg(test)]
@@ -115,6 +117,32 @@ pub mod pallet {
     #[pallet::storage]
     pub type KeyManagers<T: Config> =
         CountedStorageMap<_, Blake2_128Concat, T::AccountId, (), OptionQuery>;
+
+    #[pallet::genesis_config]
+    #[derive(frame_support::DefaultNoBound)]
+    pub struct GenesisConfig<T: Config> {
+        /// Bridge accounts from genesis (dev chains).
+        pub bridges: alloc::vec::Vec<T::AccountId>,
+        /// Key-manager accounts from genesis (dev chains).
+        pub key_managers: alloc::vec::Vec<T::AccountId>,
+    }
+
+    #[pallet::genesis_build]
+    impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
+        fn build(&self) {
+            assert!(
+                self.bridges.len() as u32 <= T::MaxBridges::get()
+                    && self.key_managers.len() as u32 <= T::MaxBridges::get(),
+                "genesis names at most MaxBridges bridges and key managers"
+            );
+            for who in &self.bridges {
+                Bridges::<T>::insert(who, ());
+            }
+            for who in &self.key_managers {
+                KeyManagers::<T>::insert(who, ());
+            }
+        }
+    }
 
     #[pallet::event]
     #[pallet::generate_deposit(pub(super) fn deposit_event)]

@@ -1,0 +1,254 @@
+//! Configuration: a TOML file, overridden by command-line flags.
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr};
+
+use serde::Deserialize;
+use subxt_signer::{sr25519::Keypair, SecretUri};
+
+use crate::gate::Limits;
+
+/// `keymesh-bridge`: forwards device envelopes that finalized KeyMesh state confirms.
+#[derive(Debug, clap::Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// TOML file with any of the settings below (flags win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The node's JSON-RPC endpoint [default: ws://127.0.0.1:9944].
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Use this external MQTT broker (mqtt://host:port) instead of the embedded one.
+    #[arg(long)]
+    pub broker: Option<String>,
+    /// Where the embedded broker listens [default: 127.0.0.1:1883].
+    #[arg(long)]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// Secret URI of the bridge's sr25519 account, which signs attestations, the exchange
+    /// log and group keys ("//Alice" on a dev chain; keep real ones out of shell history).
+    #[arg(long, env = "KEYMESH_BRIDGE_SIGNER")]
+    pub signer: Option<String>,
+    /// Serve Prometheus metrics on this address [default: 127.0.0.1:9616].
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// Do not act as key manager (another bridge rekeys groups).
+    #[arg(long)]
+    pub no_keyman: bool,
+    /// Largest envelope accepted, in bytes.
+    #[arg(long)]
+    pub max_envelope: Option<usize>,
+    /// How long message ids are remembered, in seconds.
+    #[arg(long)]
+    pub replay_window_secs: Option<u64>,
+    /// Largest difference between an envelope's timestamp and the bridge's clock, in seconds.
+    #[arg(long)]
+    pub max_skew_secs: Option<u64>,
+    /// Sustained envelopes per second per sender.
+    #[arg(long)]
+    pub rate_per_sec: Option<u32>,
+    /// Envelopes per sender in a burst.
+    #[arg(long)]
+    pub rate_burst: Option<u32>,
+}
+
+/// The same settings, from a file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub node: Option<String>,
+    pub broker: Option<String>,
+    pub mqtt_listen: Option<SocketAddr>,
+    pub signer: Option<String>,
+    pub metrics: Option<SocketAddr>,
+    pub keyman: Option<bool>,
+    pub max_envelope: Option<usize>,
+    pub replay_window_secs: Option<u64>,
+    pub max_skew_secs: Option<u64>,
+    pub rate_per_sec: Option<u32>,
+    pub rate_burst: Option<u32>,
+}
+
+/// Which broker the bridge talks to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// Start rumqttd in-process, listening here.
+    Embedded(SocketAddr),
+    /// Connect to this one.
+    External { host: String, port: u16 },
+}
+
+impl BrokerChoice {
+    /// Host and port clients connect to.
+    pub fn address(&self) -> (String, u16) {
+        match self {
+            BrokerChoice::Embedded(addr) => (addr.ip().to_string(), addr.port()),
+            BrokerChoice::External { host, port } => (host.clone(), *port),
+        }
+    }
+}
+
+/// Everything the service needs, resolved.
+pub struct Settings {
+    pub node: String,
+    pub broker: BrokerChoice,
+    pub signer: Keypair,
+    pub metrics: Option<SocketAddr>,
+    pub keyman: bool,
+    pub limits: Limits,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{path}: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("broker {0:?} is not mqtt://host:port")]
+    Broker(String),
+    #[error(
+        "no signer: pass --signer (or signer = \"…\" in the config), e.g. //Alice on a dev chain"
+    )]
+    NoSigner,
+    #[error("signer is not a valid secret URI: {0}")]
+    Signer(String),
+}
+
+/// Parses `mqtt://host:port` (the port defaults to 1883).
+pub fn parse_broker(url: &str) -> Result<BrokerChoice, ConfigError> {
+    let bad = || ConfigError::Broker(url.to_string());
+    let rest = url.strip_prefix("mqtt://").ok_or_else(bad)?;
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().map_err(|_| bad())?),
+        None => (rest, 1883),
+    };
+    if host.is_empty() || host.contains('/') {
+        return Err(bad());
+    }
+    Ok(BrokerChoice::External {
+        host: host.to_string(),
+        port,
+    })
+}
+
+impl Settings {
+    /// Resolves flags over the file over defaults.
+    pub fn resolve(cli: Cli) -> Result<Settings, ConfigError> {
+        let file = match &cli.config {
+            None => FileConfig::default(),
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: shown,
+                    reason: e.to_string(),
+                })?
+            }
+        };
+        let broker = match cli.broker.or(file.broker) {
+            Some(url) => parse_broker(&url)?,
+            None => BrokerChoice::Embedded(
+                cli.mqtt_listen
+                    .or(file.mqtt_listen)
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1883))),
+            ),
+        };
+        let uri = cli.signer.or(file.signer).ok_or(ConfigError::NoSigner)?;
+        let uri = SecretUri::from_str(&uri).map_err(|e| ConfigError::Signer(e.to_string()))?;
+        let signer = Keypair::from_uri(&uri).map_err(|e| ConfigError::Signer(e.to_string()))?;
+        let defaults = Limits::default();
+        let secs = |s: Option<u64>, default_ms: u64| s.map_or(default_ms, |s| s * 1000);
+        Ok(Settings {
+            node: cli
+                .node
+                .or(file.node)
+                .unwrap_or_else(|| "ws://127.0.0.1:9944".into()),
+            broker,
+            signer,
+            metrics: Some(
+                cli.metrics
+                    .or(file.metrics)
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9616))),
+            ),
+            keyman: !cli.no_keyman && file.keyman.unwrap_or(true),
+            limits: Limits {
+                max_envelope: cli
+                    .max_envelope
+                    .or(file.max_envelope)
+                    .unwrap_or(defaults.max_envelope),
+                replay_window_ms: secs(
+                    cli.replay_window_secs.or(file.replay_window_secs),
+                    defaults.replay_window_ms,
+                ),
+                max_skew_ms: secs(
+                    cli.max_skew_secs.or(file.max_skew_secs),
+                    defaults.max_skew_ms,
+                ),
+                rate_per_sec: cli
+                    .rate_per_sec
+                    .or(file.rate_per_sec)
+                    .unwrap_or(defaults.rate_per_sec),
+                rate_burst: cli
+                    .rate_burst
+                    .or(file.rate_burst)
+                    .unwrap_or(defaults.rate_burst),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn brokers_parse_or_fail_clearly() {
+        assert_eq!(
+            parse_broker("mqtt://127.0.0.1:1884").unwrap(),
+            BrokerChoice::External {
+                host: "127.0.0.1".into(),
+                port: 1884
+            }
+        );
+        assert_eq!(parse_broker("mqtt://broker").unwrap().address().1, 1883);
+        for bad in ["127.0.0.1:1883", "mqtt://", "mqtt://h:port", "http://h:1"] {
+            assert!(parse_broker(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_a_signer_is_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(
+            &path,
+            "signer = \"//Alice\"\nrate_per_sec = 7\nbroker = \"mqtt://10.0.0.1:1883\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "keymesh-bridge",
+            "--config",
+            path.to_str().unwrap(),
+            "--broker",
+            "mqtt://127.0.0.1:2883",
+        ]);
+        let settings = Settings::resolve(cli).unwrap();
+        assert_eq!(settings.limits.rate_per_sec, 7);
+        assert_eq!(settings.broker.address(), ("127.0.0.1".into(), 2883));
+        assert_eq!(
+            settings.signer.public_key().0,
+            subxt_signer::sr25519::dev::alice().public_key().0
+        );
+        let none = Settings::resolve(Cli::parse_from(["keymesh-bridge"]));
+        assert!(matches!(none, Err(ConfigError::NoSigner)));
+        std::fs::write(&path, "colour = \"blue\"\n").unwrap();
+        let cli = Cli::parse_from(["keymesh-bridge", "--config", path.to_str().unwrap()]);
+        assert!(matches!(
+            Settings::resolve(cli),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

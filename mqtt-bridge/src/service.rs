@@ -1,0 +1,517 @@
+//! The service: wires follow, gate, forward, audit and keyman together.
+//!
+//! - One task follows finalized blocks and publishes each new key snapshot on a watch
+//!   channel; it also asks the writer to flush the audit queue once per block and hands
+//!   `RekeyRequired` to keyman.
+//! - The forward loop (this task) reads `km/v1/in/+`, runs the gate against the latest
+//!   snapshot, publishes attested deliveries or refusals, and queues audit records. Incoming
+//!   messages are acknowledged only after their outcome is published, so a crash re-delivers
+//!   them rather than losing them; devices drop duplicates by message id.
+//! - The writer task signs every chain write, one at a time.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use keymesh_device::{mqtt, Attestation, Delivery};
+use rsa::RsaPublicKey;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use serde::Serialize;
+use subxt_signer::sr25519::Keypair;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{
+    audit::{AuditQueue, Record, Writer},
+    broker,
+    chain::{self, Api},
+    config::{BrokerChoice, Settings},
+    gate::{Gate, Reason, Refused, Snapshot, Target},
+    keyman::{self, EpochKey, MAX_WRAPS_PER_CALL},
+    metrics::Metrics,
+};
+
+/// Why the bridge stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error(transparent)]
+    Chain(#[from] chain::ChainError),
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    #[error("MQTT: {0}")]
+    Mqtt(String),
+    #[error("metrics: {0}")]
+    Metrics(String),
+}
+
+/// What the writer task does, in order.
+enum Write {
+    /// Submit everything in the audit queue as one `record` call (if anything is queued).
+    FlushAudit(Option<oneshot::Sender<()>>),
+    /// Submit a group's epoch key.
+    EpochKey(EpochKey),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What a sender reads on its status topic when an envelope is refused.
+#[derive(Debug, Serialize)]
+struct RefusalNotice<'a> {
+    reason: &'static str,
+    message_id: Option<String>,
+    target: Option<String>,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presented: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected: Option<String>,
+    /// The finalized block the check used.
+    block: u32,
+}
+
+fn target_text(target: &Target) -> String {
+    match target {
+        Target::Device(id) => id.clone(),
+        Target::Group(id) => format!("grp/{id}"),
+    }
+}
+
+/// Runs the bridge until `shutdown` resolves; then flushes the audit queue and returns.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), BridgeError> {
+    let metrics = Metrics::new().map_err(|e| BridgeError::Metrics(e.to_string()))?;
+    if let Some(addr) = settings.metrics {
+        let registry = metrics.registry.clone();
+        tokio::spawn(async move {
+            if let Err(e) = substrate_prometheus_endpoint::init_prometheus(addr, registry).await {
+                tracing::error!("metrics endpoint on {addr}: {e}");
+            }
+        });
+    }
+    if let BrokerChoice::Embedded(listen) = &settings.broker {
+        broker::start_embedded(*listen, settings.limits.max_envelope + 1024)?;
+        tracing::info!("embedded MQTT broker on {listen}");
+    }
+
+    let api = connect_chain(&settings.node).await?;
+    let at = api.at_current_block().await.map_err(chain_error)?;
+    let first = chain::snapshot(&at).await?;
+    tracing::info!(
+        "key cache at finalized #{}: {} devices, {} groups",
+        first.block_number,
+        first.devices.len(),
+        first.groups.len()
+    );
+    let startup_rekeys: Vec<(String, u32)> = first
+        .groups
+        .iter()
+        .filter(|(_, g)| g.needs_rekey)
+        .map(|(id, g)| (id.clone(), g.epoch.saturating_add(1)))
+        .collect();
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(first));
+    let updated_at = Arc::new(AtomicU64::new(now_ms()));
+
+    let audit = Arc::new(AuditQueue::default());
+    let (write_tx, write_rx) = mpsc::unbounded_channel();
+    let writer = Writer::new(api.clone(), settings.signer.clone());
+    tokio::spawn(write_loop(writer, write_rx, audit.clone(), metrics.clone()));
+
+    let (rekey_tx, rekey_rx) = mpsc::unbounded_channel();
+    if settings.keyman {
+        for rekey in startup_rekeys {
+            let _ = rekey_tx.send(rekey);
+        }
+        tokio::spawn(keyman_loop(rekey_rx, snapshot_rx.clone(), write_tx.clone()));
+    }
+    tokio::spawn(follow_loop(
+        api.clone(),
+        snapshot_tx,
+        updated_at.clone(),
+        write_tx.clone(),
+        settings.keyman.then_some(rekey_tx),
+        metrics.clone(),
+    ));
+    {
+        // Once a second: the cache's age, and an audit flush in case no block came (a chain
+        // sealing on demand makes blocks only when there is something to seal).
+        let (metrics, updated_at, write_tx) =
+            (metrics.clone(), updated_at.clone(), write_tx.clone());
+        tokio::spawn(async move {
+            loop {
+                let age = now_ms().saturating_sub(updated_at.load(Ordering::Relaxed)) / 1000;
+                metrics.cache_age.set(age);
+                if write_tx.send(Write::FlushAudit(None)).is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    let (client, events) = connect_mqtt(&settings).await?;
+    client
+        .subscribe("km/v1/in/+", QoS::AtLeastOnce)
+        .await
+        .map_err(|e| BridgeError::Mqtt(e.to_string()))?;
+    tracing::info!(
+        "bridge {} forwarding from km/v1/in/+",
+        hex::encode(settings.signer.public_key().0)
+    );
+    let forward = Forward {
+        client: client.clone(),
+        gate: Gate::new(settings.limits.clone()),
+        signer: settings.signer.clone(),
+        snapshot: snapshot_rx,
+        audit: audit.clone(),
+        metrics: metrics.clone(),
+    };
+    forward.run(events, shutdown).await;
+
+    tracing::info!("shutting down: flushing {} audit record(s)", audit.len());
+    let (done_tx, done_rx) = oneshot::channel();
+    if write_tx.send(Write::FlushAudit(Some(done_tx))).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(30), done_rx).await;
+    }
+    let _ = client.disconnect().await;
+    Ok(())
+}
+
+fn chain_error(e: impl std::fmt::Display) -> chain::ChainError {
+    chain::ChainError::Query(e.to_string())
+}
+
+/// Connects to the node, retrying for a minute while it starts.
+async fn connect_chain(url: &str) -> Result<Api, chain::ChainError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match chain::connect(url).await {
+            Ok(api) => return Ok(api),
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!("{e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Connects to the broker (waiting for the embedded one to come up) with a persistent
+/// session and manual acknowledgements.
+async fn connect_mqtt(settings: &Settings) -> Result<(AsyncClient, EventLoop), BridgeError> {
+    let (host, port) = settings.broker.address();
+    let client_id = format!(
+        "keymesh-bridge-{}",
+        hex::encode(&settings.signer.public_key().0[..8])
+    );
+    let mut options = MqttOptions::new(client_id, host.clone(), port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_clean_session(false);
+    options.set_manual_acks(true);
+    let max_packet = settings.limits.max_envelope + 1024;
+    options.set_max_packet_size(max_packet, max_packet);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (client, mut events) = AsyncClient::new(options.clone(), 1024);
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok((client, events)),
+            Ok(_) => continue,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!("broker {host}:{port} not ready: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(BridgeError::Mqtt(format!("{host}:{port}: {e}"))),
+        }
+    }
+}
+
+/// Follows finalized blocks: new snapshots, audit flushes, rekeys.
+async fn follow_loop(
+    api: Api,
+    snapshot_tx: watch::Sender<Arc<Snapshot>>,
+    updated_at: Arc<AtomicU64>,
+    write_tx: mpsc::UnboundedSender<Write>,
+    rekey_tx: Option<mpsc::UnboundedSender<(String, u32)>>,
+    metrics: Metrics,
+) {
+    loop {
+        let mut blocks = match api.stream_blocks().await {
+            Ok(blocks) => blocks,
+            Err(e) => {
+                tracing::warn!("cannot follow finalized blocks: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        tracing::debug!("following finalized blocks");
+        while let Some(block) = blocks.next().await {
+            let result = async {
+                let block = block.map_err(chain_error)?;
+                tracing::debug!("finalized #{}", block.number());
+                let at = block.at().await.map_err(chain_error)?;
+                let changes = chain::changes(&at).await?;
+                let current = snapshot_tx.borrow().clone();
+                if u64::from(current.block_number) >= at.block_number() {
+                    return Ok::<_, chain::ChainError>(());
+                }
+                let next = chain::apply(&current, &at, &changes).await?;
+                tracing::debug!("cache at #{}: {changes:?}", next.block_number);
+                metrics.cache_block.set(u64::from(next.block_number));
+                snapshot_tx.send_replace(Arc::new(next));
+                updated_at.store(now_ms(), Ordering::Relaxed);
+                if let Some(tx) = &rekey_tx {
+                    for rekey in changes.rekeys {
+                        let _ = tx.send(rekey);
+                    }
+                }
+                let _ = write_tx.send(Write::FlushAudit(None));
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!("following finalized blocks: {e}");
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Signs and submits the bridge's chain writes in order.
+async fn write_loop(
+    writer: Writer,
+    mut writes: mpsc::UnboundedReceiver<Write>,
+    audit: Arc<AuditQueue>,
+    metrics: Metrics,
+) {
+    while let Some(write) = writes.recv().await {
+        match write {
+            Write::FlushAudit(done) => {
+                let batch = audit.take();
+                if !batch.is_empty() {
+                    match writer.record(&batch).await {
+                        Ok(()) => tracing::debug!("{} exchange record(s) written", batch.len()),
+                        Err(e) => {
+                            tracing::warn!("exchange log write failed, will retry: {e}");
+                            audit.requeue(batch);
+                        }
+                    }
+                }
+                metrics.audit_backlog.set(audit.len() as u64);
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+            Write::EpochKey(key) => {
+                let mut ok = true;
+                for wraps in key.wraps.chunks(MAX_WRAPS_PER_CALL) {
+                    let result = writer
+                        .set_epoch_key(
+                            &key.group,
+                            key.epoch,
+                            &key.topic_public_key,
+                            &key.sealed_private_key,
+                            wraps,
+                        )
+                        .await;
+                    if let Err(e) = result {
+                        tracing::warn!("epoch {} of group {}: {e}", key.epoch, key.group);
+                        ok = false;
+                        break;
+                    }
+                }
+                if ok {
+                    metrics.rekeys.inc();
+                    tracing::info!(
+                        "group {} epoch {} key submitted with {} wrap(s)",
+                        key.group,
+                        key.epoch,
+                        key.wraps.len()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Makes epoch keys for `RekeyRequired` groups, against the latest snapshot.
+async fn keyman_loop(
+    mut rekeys: mpsc::UnboundedReceiver<(String, u32)>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    write_tx: mpsc::UnboundedSender<Write>,
+) {
+    while let Some((group, epoch)) = rekeys.recv().await {
+        let current = snapshot.borrow().clone();
+        let Some(record) = current.groups.get(&group) else {
+            continue;
+        };
+        if record.epoch.saturating_add(1) != epoch {
+            continue;
+        }
+        let members: Vec<(String, RsaPublicKey)> = record
+            .members
+            .keys()
+            .filter_map(|id| {
+                let device = current.devices.get(id)?;
+                Some((id.clone(), device.public_key.clone()))
+            })
+            .collect();
+        let made =
+            tokio::task::spawn_blocking(move || keyman::make_epoch_key(&group, epoch, &members))
+                .await;
+        match made {
+            Ok(Ok(key)) => {
+                let _ = write_tx.send(Write::EpochKey(key));
+            }
+            Ok(Err(e)) => tracing::warn!("rekey to epoch {epoch}: {e}"),
+            Err(e) => tracing::warn!("rekey to epoch {epoch}: {e}"),
+        }
+    }
+}
+
+/// The forward loop's state.
+struct Forward {
+    client: AsyncClient,
+    gate: Gate,
+    signer: Keypair,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    audit: Arc<AuditQueue>,
+    metrics: Metrics,
+}
+
+impl Forward {
+    async fn run(mut self, mut events: EventLoop, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                event = events.poll() => match event {
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        self.handle(&publish).await;
+                        if let Err(e) = self.client.ack(&publish).await {
+                            tracing::warn!("ack: {e}");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!("MQTT: {e}; reconnecting");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    async fn handle(&mut self, publish: &Publish) {
+        let Some(sender) = publish.topic.strip_prefix("km/v1/in/") else {
+            return;
+        };
+        if keymesh_primitives::validate_id(sender.as_bytes()).is_err() {
+            return;
+        }
+        let snapshot = self.snapshot.borrow().clone();
+        let started = Instant::now();
+        let verdict = self
+            .gate
+            .check(sender, &publish.payload, now_ms(), &snapshot);
+        self.metrics
+            .check_latency
+            .observe(started.elapsed().as_secs_f64());
+        match verdict {
+            Ok(accepted) => {
+                let delivery = Delivery {
+                    attestation: Attestation::sign(
+                        &self.signer,
+                        &publish.payload,
+                        snapshot.block_number,
+                        snapshot.block_hash,
+                    ),
+                    envelope: publish.payload.to_vec(),
+                };
+                let topic = match &accepted.target {
+                    Target::Device(id) => mqtt::inbox_topic(id),
+                    Target::Group(id) => mqtt::group_topic(id),
+                };
+                if let Err(e) = self
+                    .client
+                    .publish(topic, QoS::AtLeastOnce, false, delivery.to_bytes())
+                    .await
+                {
+                    tracing::warn!("forward: {e}");
+                    return;
+                }
+                self.metrics.forwarded.inc();
+                self.audit.push(Record::Exchanged {
+                    sender: accepted.sender,
+                    target: accepted.target,
+                    fingerprint: accepted.fingerprint,
+                    envelope_hash: accepted.envelope_hash,
+                    checked_at: snapshot.block_number,
+                });
+            }
+            Err(refused) => self.refuse(refused, &snapshot).await,
+        }
+        self.metrics.audit_backlog.set(self.audit.len() as u64);
+    }
+
+    async fn refuse(&mut self, refused: Refused, snapshot: &Snapshot) {
+        let code = refused.reason.code();
+        self.metrics.refused.with_label_values(&[code]).inc();
+        let (presented, expected) = match &refused.reason {
+            Reason::KeyMismatch {
+                presented,
+                expected,
+            } => (Some(hex::encode(presented)), Some(hex::encode(expected))),
+            _ => (None, None),
+        };
+        let notice = RefusalNotice {
+            reason: code,
+            message_id: refused.message_id.map(hex::encode),
+            target: refused.target.as_ref().map(target_text),
+            detail: &refused.detail,
+            presented,
+            expected,
+            block: snapshot.block_number,
+        };
+        tracing::info!(
+            "refused from {}: {code}: {}",
+            refused.reported_to,
+            refused.detail
+        );
+        if let Ok(json) = serde_json::to_vec(&notice) {
+            let topic = mqtt::status_topic(&refused.reported_to);
+            if let Err(e) = self
+                .client
+                .publish(topic, QoS::AtLeastOnce, false, json)
+                .await
+            {
+                tracing::warn!("refusal notice: {e}");
+            }
+        }
+        if let (
+            Reason::KeyMismatch {
+                presented,
+                expected,
+            },
+            Some(target),
+        ) = (refused.reason, refused.target)
+        {
+            self.audit.push(Record::Mismatch {
+                sender: refused.reported_to,
+                target,
+                presented,
+                expected,
+            });
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The real stack on loopback for end-to-end tests: a `keymesh-node` dev chain, the
+//! `keymesh-bridge` binary (embedded broker or Mosquitto), and devices 1111..1114 played by
+//! the `keymesh-device` library over rumqttc. Every process is killed and reaped on drop;
+//! every wait polls a readiness condition.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use subxt::{dynamic::Value, OnlineClient, PolkadotConfig};
+use subxt_signer::sr25519::Keypair;
+
+mod devices;
+pub use devices::*;
+
+pub type Api = OnlineClient<PolkadotConfig>;
+
+/// A binary next to this test's executable (`target/<profile>/`).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or fails after `within`.
+pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A child process, killed and reaped when dropped.
+pub struct Process {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(command: &mut Command, log: PathBuf) -> Process {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap();
+        Process {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Which broker the bridge uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerKind {
+    Embedded,
+    Mosquitto,
+}
+
+/// A running node, bridge and broker.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub node: Process,
+    pub bridge: Option<Process>,
+    pub mosquitto: Option<Process>,
+    pub rpc_port: u16,
+    pub mqtt_port: u16,
+    pub metrics_port: u16,
+    pub api: Api,
+    pub broker: BrokerKind,
+}
+
+impl Stack {
+    pub async fn start(broker: BrokerKind) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let rpc_port = free_port();
+        let node = Process::spawn(
+            Command::new(sibling_binary("keymesh-node")).args([
+                "--dev",
+                "--sealing",
+                "instant",
+                "--base-path",
+                dir.path().join("node").to_str().unwrap(),
+                "--rpc-port",
+                &rpc_port.to_string(),
+                "--listen-addr",
+                &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+                "--no-prometheus",
+                "--no-telemetry",
+                "--no-mdns",
+            ]),
+            dir.path().join("node.log"),
+        );
+        let url = format!("ws://127.0.0.1:{rpc_port}");
+        let api = wait_for("the node's JSON-RPC", Duration::from_secs(60), || async {
+            Api::from_insecure_url(&url).await.ok()
+        })
+        .await;
+        let mqtt_port = free_port();
+        let mosquitto = (broker == BrokerKind::Mosquitto).then(|| {
+            let conf = dir.path().join("mosquitto.conf");
+            std::fs::write(
+                &conf,
+                format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\n"),
+            )
+            .unwrap();
+            Process::spawn(
+                Command::new("mosquitto").args(["-c", conf.to_str().unwrap()]),
+                dir.path().join("mosquitto.log"),
+            )
+        });
+        let mut stack = Stack {
+            dir,
+            node,
+            bridge: None,
+            mosquitto,
+            rpc_port,
+            mqtt_port,
+            metrics_port: free_port(),
+            api,
+            broker,
+        };
+        stack.start_bridge().await;
+        stack
+    }
+
+    /// Starts (or restarts) the bridge and waits until it forwards.
+    pub async fn start_bridge(&mut self) {
+        let log = self.dir.path().join(format!(
+            "bridge-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keymesh-bridge"));
+        command.args([
+            "--node",
+            &format!("ws://127.0.0.1:{}", self.rpc_port),
+            "--signer",
+            "//Ferdie",
+            "--metrics",
+            &format!("127.0.0.1:{}", self.metrics_port),
+        ]);
+        match self.broker {
+            BrokerKind::Embedded => {
+                command.args(["--mqtt-listen", &format!("127.0.0.1:{}", self.mqtt_port)])
+            }
+            BrokerKind::Mosquitto => {
+                command.args(["--broker", &format!("mqtt://127.0.0.1:{}", self.mqtt_port)])
+            }
+        };
+        let bridge = Process::spawn(&mut command, log);
+        let ready = "forwarding from km/v1/in/+";
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !bridge.log_text().contains(ready) {
+            assert!(
+                Instant::now() < deadline,
+                "bridge not ready:\n{}",
+                bridge.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.bridge = Some(bridge);
+    }
+
+    /// A metric's value from the bridge's `/metrics` endpoint.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
+            .await
+            .ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.ok()?;
+        text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Waits until the bridge's key cache reflects the chain's finalized head.
+    pub async fn bridge_synced(&self) {
+        let head = self.finalized().await as f64;
+        wait_for(
+            "the bridge's cache to reach the finalized head",
+            Duration::from_secs(30),
+            || async { (self.metric("keymesh_bridge_cache_block").await? >= head).then_some(()) },
+        )
+        .await;
+    }
+
+    pub fn bridge_log(&self) -> String {
+        self.bridge
+            .as_ref()
+            .map(Process::log_text)
+            .unwrap_or_default()
+    }
+
+    /// Signs `pallet.call(args)` and waits until it is finalized and succeeded.
+    pub async fn submit(&self, signer: &Keypair, pallet: &str, call: &str, args: Vec<Value>) {
+        let payload = subxt::dynamic::tx(pallet, call, args);
+        self.api
+            .tx()
+            .await
+            .unwrap()
+            .sign_and_submit_then_watch_default(&payload, signer)
+            .await
+            .unwrap_or_else(|e| panic!("{pallet}.{call}: {e}"))
+            .wait_for_finalized_success()
+            .await
+            .unwrap_or_else(|e| panic!("{pallet}.{call}: {e}"));
+    }
+
+    /// The finalized block number.
+    pub async fn finalized(&self) -> u64 {
+        self.api.at_current_block().await.unwrap().block_number()
+    }
+
+    /// Every (pallet.event, fields) in finalized blocks `from..=to`.
+    pub async fn events(&self, from: u64, pallet: &str) -> Vec<(String, Value)> {
+        let to = self.finalized().await;
+        let mut out = Vec::new();
+        for n in from..=to {
+            let at = self.api.at_block(n).await.unwrap();
+            for event in at.events().fetch().await.unwrap().iter() {
+                let event = event.unwrap();
+                if event.pallet_name() == pallet {
+                    out.push((
+                        event.event_name().to_string(),
+                        event.decode_fields_unchecked_as::<Value>().unwrap(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// `keymesh_*` JSON-RPC.
+    pub async fn rpc(
+        &self,
+        method: &str,
+        params: subxt::rpcs::client::RpcParams,
+    ) -> serde_json::Value {
+        let client =
+            subxt::rpcs::RpcClient::from_insecure_url(format!("ws://127.0.0.1:{}", self.rpc_port))
+                .await
+                .unwrap();
+        client.request(method, params).await.unwrap()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // A failed test shows what the bridge saw.
+        if std::thread::panicking() {
+            let log = self.bridge_log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("--- bridge log (last 40 lines) ---");
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! The seeds' scenarios through the real stack: a dev node, the bridge binary with its
+//! embedded broker (and, for scenarios 1, 2 and 4, Mosquitto), and devices 1111..1114.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use keymesh_device::{
+    envelope_hash, fingerprint,
+    keys::{generate, parse_public, public_der, KeyBits},
+    mqtt::{group_topic, inbox_topic},
+    seal_direct, seal_topic,
+};
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use subxt::dynamic::{At, Value};
+
+/// Long enough for anything that should happen; polls end as soon as it does.
+const WAIT: Duration = Duration::from_secs(30);
+/// How long "nothing arrives" is watched for.
+const QUIET: Duration = Duration::from_secs(2);
+
+fn direct(from: &str, to: &str, key: &RsaPublicKey, text: &str) -> Vec<u8> {
+    seal_direct(from, &device_key(from), to, key, 0, text.as_bytes())
+        .unwrap()
+        .to_bytes()
+}
+
+fn topic(from: &str, group: &str, key: &RsaPublicKey, epoch: u32, text: &str) -> Vec<u8> {
+    seal_topic(from, &device_key(from), group, key, epoch, text.as_bytes())
+        .unwrap()
+        .to_bytes()
+}
+
+/// A byte-array field of an event, as bytes.
+fn field(value: &Value, name: &str) -> Vec<u8> {
+    let inner = value.at(name).unwrap_or_else(|| panic!("no field {name}"));
+    (0..)
+        .map_while(|i| inner.at(i).and_then(|b| b.as_u128()))
+        .map(|b| b as u8)
+        .collect()
+}
+
+/// Waits until the finalized exchange log since block `from` has `exchanged` KeyExchanged and
+/// `mismatched` KeyMismatch events; returns them.
+async fn exchange_log(
+    stack: &Stack,
+    from: u64,
+    exchanged: usize,
+    mismatched: usize,
+) -> Vec<(String, Value)> {
+    wait_for("the exchange log", WAIT, || async {
+        let events = stack.events(from, "ExchangeLog").await;
+        let count = |name: &str| events.iter().filter(|(n, _)| n == name).count();
+        (count("KeyExchanged") == exchanged && count("KeyMismatch") == mismatched).then_some(events)
+    })
+    .await
+}
+
+async fn direct_message(broker: BrokerKind) {
+    let stack = Stack::start(broker).await;
+    let from = stack.finalized().await;
+    let mut sender = Device::connect(stack.mqtt_port, "1111").await;
+    let mut recipient = Device::connect(stack.mqtt_port, "1113").await;
+    // 1112 and 1114 subscribe to 1113's inbox at the MQTT level.
+    let mut eavesdroppers = Vec::new();
+    for id in ["1112", "1114"] {
+        let mut client = MqttClient::connect(stack.mqtt_port, &format!("eavesdrop-{id}")).await;
+        client.subscribe(&inbox_topic("1113")).await;
+        eavesdroppers.push((id, client));
+    }
+    let sealed = direct("1111", "1113", &public("1113"), "door open");
+    sender.send(sealed.clone()).await;
+
+    let delivery = recipient
+        .next_on(&inbox_topic("1113"), WAIT)
+        .await
+        .expect("1113 receives the envelope");
+    let opened = open_delivery(&delivery, &recipient.key, &directory()).unwrap();
+    assert_eq!(&opened.payload[..], b"door open");
+    for (id, client) in &mut eavesdroppers {
+        let (_, seen) = client
+            .next(WAIT)
+            .await
+            .expect("the broker relays to anyone");
+        assert_eq!(seen, delivery);
+        assert!(
+            !seen.windows(9).any(|w| w == b"door open"),
+            "ciphertext only"
+        );
+        assert!(open_delivery(&seen, &device_key(id), &directory()).is_err());
+    }
+    let events = exchange_log(&stack, from, 1, 0).await;
+    let (_, exchanged) = &events[0];
+    assert_eq!(field(exchanged, "envelope_hash"), envelope_hash(&sealed));
+    assert_eq!(
+        field(exchanged, "fingerprint"),
+        fingerprint(&public("1113"))
+    );
+}
+
+async fn tampered_key(broker: BrokerKind) {
+    let stack = Stack::start(broker).await;
+    let from = stack.finalized().await;
+    let mut sender = Device::connect(stack.mqtt_port, "1111").await;
+    let mut recipient = Device::connect(stack.mqtt_port, "1113").await;
+    // The directory 1111 used was tampered: "1113's key" is really 1114's.
+    sender
+        .send(direct("1111", "1113", &public("1114"), "pin 0000"))
+        .await;
+    let notice = sender.refusal(WAIT).await;
+    assert_eq!(notice["reason"], "KeyMismatch");
+    assert_eq!(
+        notice["expected"],
+        hex::encode(fingerprint(&public("1113")))
+    );
+    assert_eq!(
+        notice["presented"],
+        hex::encode(fingerprint(&public("1114")))
+    );
+    assert!(recipient
+        .next_on(&inbox_topic("1113"), QUIET)
+        .await
+        .is_none());
+    let events = exchange_log(&stack, from, 0, 1).await;
+    let (_, mismatch) = &events[0];
+    assert_eq!(field(mismatch, "presented"), fingerprint(&public("1114")));
+    assert_eq!(field(mismatch, "expected"), fingerprint(&public("1113")));
+}
+
+/// The group's current topic public key and epoch, over `keymesh_group`, once it has one.
+async fn group_key(stack: &Stack, group: &str, epoch: u32) -> RsaPublicKey {
+    let json = wait_for(&format!("group {group} at epoch {epoch}"), WAIT, || async {
+        let json = stack
+            .rpc("keymesh_group", subxt::rpcs::client::rpc_params![group])
+            .await;
+        (json["epoch"] == epoch).then_some(json)
+    })
+    .await;
+    // Devices may send once the bridge has the key too.
+    stack.bridge_synced().await;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(json["topicKey"]["publicKey"].as_str().unwrap())
+        .unwrap();
+    parse_public(&der).unwrap()
+}
+
+async fn create_group(stack: &Stack, group: &str, members: &[&str], open: bool) {
+    let alice = operator();
+    let admin = Value::from_bytes(alice.public_key().0);
+    stack
+        .submit(
+            &alice,
+            "Groups",
+            "create_group",
+            vec![bytes(group.as_bytes()), admin],
+        )
+        .await;
+    if open {
+        let args = vec![bytes(group.as_bytes()), Value::bool(true)];
+        stack.submit(&alice, "Groups", "set_publishing", args).await;
+    }
+    for member in members {
+        let role = Value::unnamed_variant("Both", []);
+        let args = vec![bytes(group.as_bytes()), bytes(member.as_bytes()), role];
+        stack.submit(&alice, "Groups", "add_member", args).await;
+    }
+}
+
+async fn topics(broker: BrokerKind) {
+    let stack = Stack::start(broker).await;
+    create_group(&stack, "A", &["1111", "1112"], false).await;
+    create_group(&stack, "B", &["1113", "1114"], true).await;
+    // The bridge, as key manager, keys both groups on its own.
+    let b_key = group_key(&stack, "B", 1).await;
+    group_key(&stack, "A", 1).await;
+
+    let mut devices = Vec::new();
+    for id in DEVICES {
+        let mut device = Device::connect(stack.mqtt_port, id).await;
+        device.mqtt.subscribe(&group_topic("B")).await;
+        devices.push(device);
+    }
+    devices[0]
+        .send(topic("1111", "B", &b_key, 1, "lights off"))
+        .await;
+    for device in &mut devices {
+        let seen = device
+            .next_on(&group_topic("B"), WAIT)
+            .await
+            .expect("every subscriber sees the topic message");
+        let member = device.id == "1113" || device.id == "1114";
+        match topic_key_of(stack.rpc_port, "B", &device.id).await {
+            Ok((epoch, key)) => {
+                assert!(member, "{} got B's key", device.id);
+                assert_eq!(epoch, 1);
+                let opened = open_delivery(&seen, &key, &directory()).unwrap();
+                assert_eq!(&opened.payload[..], b"lights off");
+            }
+            Err(_) => {
+                assert!(!member, "{} is a member of B", device.id);
+                // Nor does its own device key (or A's topic key) open it.
+                assert!(open_delivery(&seen, &device.key, &directory()).is_err());
+                let (_, a_key) = topic_key_of(stack.rpc_port, "A", &device.id).await.unwrap();
+                assert!(open_delivery(&seen, &a_key, &directory()).is_err());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_1_direct_message_embedded_broker() {
+    direct_message(BrokerKind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_1_direct_message_mosquitto() {
+    direct_message(BrokerKind::Mosquitto).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_2_tampered_key_embedded_broker() {
+    tampered_key(BrokerKind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_2_tampered_key_mosquitto() {
+    tampered_key(BrokerKind::Mosquitto).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_4_topics_embedded_broker() {
+    topics(BrokerKind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_4_topics_mosquitto() {
+    topics(BrokerKind::Mosquitto).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_3_rotation_is_enforced_from_finalized_state() {
+    let stack = Stack::start(BrokerKind::Embedded).await;
+    let mut sender = Device::connect(stack.mqtt_port, "1111").await;
+    let mut recipient = Device::connect(stack.mqtt_port, "1113").await;
+    let new_key: RsaPrivateKey = generate(KeyBits::B2048).unwrap();
+    let args = vec![bytes(b"1113"), bytes(&public_der(&new_key.to_public_key()))];
+    stack
+        .submit(&operator(), "Devices", "rotate_key", args)
+        .await;
+    let finalized = Instant::now();
+    // Until the bridge has the finalized rotation, old-key envelopes still pass; from then
+    // on they are refused. Probe until refused.
+    let enforced = loop {
+        sender
+            .send(direct("1111", "1113", &public("1113"), "old key"))
+            .await;
+        let topic = keymesh_device::mqtt::status_topic("1111");
+        if let Some(notice) = sender.next_on(&topic, Duration::from_millis(500)).await {
+            let notice: serde_json::Value = serde_json::from_slice(&notice).unwrap();
+            assert_eq!(notice["reason"], "KeyMismatch");
+            break finalized.elapsed();
+        }
+        assert!(finalized.elapsed() < WAIT, "rotation never enforced");
+    };
+    println!(
+        "rotate_key finalized -> enforced by the bridge: {enforced:?} (probe resolution 500 ms)"
+    );
+    // Drain what passed before enforcement, then the new key is delivered.
+    while recipient
+        .next_on(&inbox_topic("1113"), QUIET)
+        .await
+        .is_some()
+    {}
+    sender
+        .send(direct("1111", "1113", &new_key.to_public_key(), "new key"))
+        .await;
+    let delivery = recipient
+        .next_on(&inbox_topic("1113"), WAIT)
+        .await
+        .expect("new-key envelope delivered");
+    let opened = open_delivery(&delivery, &new_key, &directory()).unwrap();
+    assert_eq!(&opened.payload[..], b"new key");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_5_cross_group_rekey_after_removal() {
+    let stack = Stack::start(BrokerKind::Embedded).await;
+    create_group(&stack, "hsu0001", &["1112", "1113"], false).await;
+    create_group(&stack, "hsu0002", &["1113"], false).await;
+    let first = group_key(&stack, "hsu0001", 1).await;
+    let second = group_key(&stack, "hsu0002", 1).await;
+    let mut d1112 = Device::connect(stack.mqtt_port, "1112").await;
+    let mut d1113 = Device::connect(stack.mqtt_port, "1113").await;
+    for device in [&mut d1112, &mut d1113] {
+        device.mqtt.subscribe(&group_topic("hsu0001")).await;
+        device.mqtt.subscribe(&group_topic("hsu0002")).await;
+    }
+    // 1113 reads both groups.
+    d1112
+        .send(topic("1112", "hsu0001", &first, 1, "to hsu0001"))
+        .await;
+    d1113
+        .send(topic("1113", "hsu0002", &second, 1, "to hsu0002"))
+        .await;
+    for group in ["hsu0001", "hsu0002"] {
+        let seen = d1113.next_on(&group_topic(group), WAIT).await.unwrap();
+        let (_, key) = topic_key_of(stack.rpc_port, group, "1113").await.unwrap();
+        assert!(open_delivery(&seen, &key, &directory()).is_ok(), "{group}");
+    }
+    // 1112 reads its own epoch-1 message too.
+    let own = d1112.next_on(&group_topic("hsu0001"), WAIT).await.unwrap();
+    let (_, old_1112) = topic_key_of(stack.rpc_port, "hsu0001", "1112")
+        .await
+        .unwrap();
+    assert!(open_delivery(&own, &old_1112, &directory()).is_ok());
+
+    // Removing 1112 moves hsu0001 to epoch 2, keyed by the bridge for 1113 alone.
+    let args = vec![bytes(b"hsu0001"), bytes(b"1112")];
+    stack
+        .submit(&operator(), "Groups", "remove_member", args)
+        .await;
+    let rekeyed = group_key(&stack, "hsu0001", 2).await;
+    assert_ne!(fingerprint(&rekeyed), fingerprint(&first));
+    // Envelopes sealed to the old epoch's key are now refused.
+    d1113
+        .send(topic("1113", "hsu0001", &first, 1, "stale"))
+        .await;
+    assert_eq!(d1113.refusal(WAIT).await["reason"], "KeyMismatch");
+    d1113
+        .send(topic("1113", "hsu0001", &rekeyed, 2, "after removal"))
+        .await;
+    let seen_by_1112 = d1112.next_on(&group_topic("hsu0001"), WAIT).await.unwrap();
+    assert!(open_delivery(&seen_by_1112, &old_1112, &directory()).is_err());
+    assert!(topic_key_of(stack.rpc_port, "hsu0001", "1112")
+        .await
+        .is_err());
+    let seen = d1113.next_on(&group_topic("hsu0001"), WAIT).await.unwrap();
+    let (epoch, key) = topic_key_of(stack.rpc_port, "hsu0001", "1113")
+        .await
+        .unwrap();
+    assert_eq!(epoch, 2);
+    let opened = open_delivery(&seen, &key, &directory()).unwrap();
+    assert_eq!(&opened.payload[..], b"after removal");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_6_revoked_device_can_neither_send_nor_receive() {
+    let stack = Stack::start(BrokerKind::Embedded).await;
+    let mut d1111 = Device::connect(stack.mqtt_port, "1111").await;
+    let mut d1114 = Device::connect(stack.mqtt_port, "1114").await;
+    stack
+        .submit(&operator(), "Devices", "revoke", vec![bytes(b"1114")])
+        .await;
+    // From the next finalized block on (the bridge may need a moment to see it).
+    let started = Instant::now();
+    let to_1114 = loop {
+        d1111
+            .send(direct("1111", "1114", &public("1114"), "to revoked"))
+            .await;
+        let topic = keymesh_device::mqtt::status_topic("1111");
+        if let Some(bytes) = d1111.next_on(&topic, Duration::from_millis(500)).await {
+            break serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+        }
+        assert!(started.elapsed() < WAIT, "revocation never enforced");
+    };
+    assert_eq!(to_1114["reason"], "TargetNotActive");
+    d1114
+        .send(direct("1114", "1111", &public("1111"), "from revoked"))
+        .await;
+    assert_eq!(d1114.refusal(WAIT).await["reason"], "SenderNotActive");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_7_spoofing_wrong_signatures_and_replays_are_refused() {
+    let stack = Stack::start(BrokerKind::Embedded).await;
+    let mut d1111 = Device::connect(stack.mqtt_port, "1111").await;
+    let mut d1112 = Device::connect(stack.mqtt_port, "1112").await;
+    let mut d1113 = Device::connect(stack.mqtt_port, "1113").await;
+    let genuine = direct("1111", "1113", &public("1113"), "genuine");
+    // 1112 publishes 1111's envelope as its own.
+    d1112.send(genuine.clone()).await;
+    assert_eq!(d1112.refusal(WAIT).await["reason"], "WrongIngress");
+    // Claims to be 1111, on 1111's topic, but signed with 1112's key.
+    let forged = seal_direct(
+        "1111",
+        &device_key("1112"),
+        "1113",
+        &public("1113"),
+        0,
+        b"forged",
+    )
+    .unwrap()
+    .to_bytes();
+    d1111.send(forged).await;
+    assert_eq!(d1111.refusal(WAIT).await["reason"], "BadSignature");
+    // The genuine one passes once; its second copy is a replay.
+    d1111.send(genuine.clone()).await;
+    assert!(d1113.next_on(&inbox_topic("1113"), WAIT).await.is_some());
+    d1111.send(genuine).await;
+    assert_eq!(d1111.refusal(WAIT).await["reason"], "Replay");
+    assert!(d1113.next_on(&inbox_topic("1113"), QUIET).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_8_the_exchange_log_matches_what_the_bridge_did() {
+    let stack = Stack::start(BrokerKind::Embedded).await;
+    let from = stack.finalized().await;
+    let mut d1111 = Device::connect(stack.mqtt_port, "1111").await;
+    let mut d1113 = Device::connect(stack.mqtt_port, "1113").await;
+    let mut forwarded = Vec::new();
+    for (i, to_key) in ["1113", "1114", "1113", "1112", "1113"].iter().enumerate() {
+        let sealed = direct("1111", "1113", &public(to_key), &format!("m{i}"));
+        d1111.send(sealed.clone()).await;
+        if *to_key == "1113" {
+            assert!(d1113.next_on(&inbox_topic("1113"), WAIT).await.is_some());
+            forwarded.push(envelope_hash(&sealed).to_vec());
+        } else {
+            assert_eq!(d1111.refusal(WAIT).await["reason"], "KeyMismatch");
+        }
+    }
+    // A refusal for a reason other than the key is not a key exchange and is not logged.
+    d1111.send(b"None".to_vec()).await;
+    assert_eq!(d1111.refusal(WAIT).await["reason"], "Malformed");
+    let events = exchange_log(&stack, from, 3, 2).await;
+    let mut logged: Vec<Vec<u8>> = events
+        .iter()
+        .filter(|(name, _)| name == "KeyExchanged")
+        .map(|(_, v)| field(v, "envelope_hash"))
+        .collect();
+    logged.sort();
+    forwarded.sort();
+    assert_eq!(logged, forwarded);
+    // And nothing more arrives later.
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(stack.events(from, "ExchangeLog").await.len(), 5);
+    // The bridge's own counters agree.
+    assert_eq!(
+        stack.metric("keymesh_bridge_forwarded_total").await,
+        Some(3.0)
+    );
+    for (reason, count) in [("KeyMismatch", 2.0), ("Malformed", 1.0), ("Replay", 0.0)] {
+        let name = format!("keymesh_bridge_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(stack.metric(&name).await, Some(count), "{name}");
+    }
+    assert_eq!(
+        stack.metric("keymesh_bridge_audit_backlog").await,
+        Some(0.0)
+    );
+}
