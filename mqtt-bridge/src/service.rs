@@ -379,6 +379,24 @@ async fn keyman_loop(
     }
 }
 
+/// Polls the MQTT connection (reconnecting as rumqttc does) and hands on every publish.
+async fn poll_mqtt(mut events: EventLoop, incoming: mpsc::UnboundedSender<Publish>) {
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if incoming.send(publish).is_err() {
+                    return;
+                }
+            }
+            Ok(other) => tracing::trace!("mqtt {other:?}"),
+            Err(e) => {
+                tracing::warn!("MQTT: {e}; reconnecting");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 /// The forward loop's state.
 struct Forward {
     client: AsyncClient,
@@ -390,24 +408,23 @@ struct Forward {
 }
 
 impl Forward {
-    async fn run(mut self, mut events: EventLoop, shutdown: impl std::future::Future<Output = ()>) {
+    async fn run(mut self, events: EventLoop, shutdown: impl std::future::Future<Output = ()>) {
+        // The event loop runs on its own task: forwarding awaits the client's request queue,
+        // which only drains while the loop is polled. The broker's in-flight limit bounds
+        // what waits in `incoming`, since nothing is acknowledged before it is handled.
+        let (incoming_tx, mut incoming) = mpsc::unbounded_channel();
+        tokio::spawn(poll_mqtt(events, incoming_tx));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => return,
-                event = events.poll() => match event {
-                    Ok(Event::Incoming(Packet::Publish(publish))) => {
-                        self.handle(&publish).await;
-                        if let Err(e) = self.client.ack(&publish).await {
-                            tracing::warn!("ack: {e}");
-                        }
+                publish = incoming.recv() => {
+                    let Some(publish) = publish else { return };
+                    self.handle(&publish).await;
+                    if let Err(e) = self.client.ack(&publish).await {
+                        tracing::warn!("ack: {e}");
                     }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!("MQTT: {e}; reconnecting");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                },
+                }
             }
         }
     }

@@ -126,10 +126,17 @@ pub struct Stack {
     pub metrics_port: u16,
     pub api: Api,
     pub broker: BrokerKind,
+    /// Extra flags for the bridge.
+    pub bridge_args: Vec<String>,
 }
 
 impl Stack {
     pub async fn start(broker: BrokerKind) -> Stack {
+        Stack::start_with(broker, &[]).await
+    }
+
+    /// Starts the stack, giving the bridge `bridge_args` besides the usual flags.
+    pub async fn start_with(broker: BrokerKind, bridge_args: &[&str]) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let rpc_port = free_port();
         let node = Process::spawn(
@@ -159,7 +166,11 @@ impl Stack {
             let conf = dir.path().join("mosquitto.conf");
             std::fs::write(
                 &conf,
-                format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\n"),
+                // Queue everything for a bridge that is down (persistent session).
+                format!(
+                    "listener {mqtt_port} 127.0.0.1\nallow_anonymous true\n\
+                     max_queued_messages 0\nmax_inflight_messages 100\n"
+                ),
             )
             .unwrap();
             Process::spawn(
@@ -177,6 +188,7 @@ impl Stack {
             metrics_port: free_port(),
             api,
             broker,
+            bridge_args: bridge_args.iter().map(|a| a.to_string()).collect(),
         };
         stack.start_bridge().await;
         stack
@@ -191,7 +203,8 @@ impl Stack {
                 .unwrap()
                 .as_nanos()
         ));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keymesh-bridge"));
+        let mut command = Command::new(sibling_binary("keymesh-bridge"));
+        command.args(&self.bridge_args);
         command.args([
             "--node",
             &format!("ws://127.0.0.1:{}", self.rpc_port),
@@ -323,6 +336,14 @@ impl Drop for Stack {
             eprintln!("--- bridge log (last 40 lines) ---");
             for line in &lines[lines.len().saturating_sub(40)..] {
                 eprintln!("{line}");
+            }
+            if let Some(mosquitto) = &self.mosquitto {
+                let log = mosquitto.log_text();
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!("--- mosquitto log (last 20 lines) ---");
+                for line in &lines[lines.len().saturating_sub(20)..] {
+                    eprintln!("{line}");
+                }
             }
         }
     }
