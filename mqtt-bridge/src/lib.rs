@@ -11,11 +11,13 @@
 //! | forward | [`service`] | MQTT in, attested deliveries and refusals out |
 //! | audit | [`audit`] | one `exchange_log.record` per block |
 //! | keyman | [`keyman`] | new topic and epoch keys on `RekeyRequired` |
+//! | directory | [`directory`] | retained, attested key-directory entries on MQTT |
 
 pub mod audit;
 pub mod broker;
 pub mod chain;
 pub mod config;
+pub mod directory;
 pub mod gate;
 pub mod keyman;
 pub mod metrics;

@@ -168,6 +168,11 @@ pub async fn run(
         "bridge {} forwarding from km/v1/in/+",
         hex::encode(settings.signer.public_key().0)
     );
+    tokio::spawn(directory_loop(
+        client.clone(),
+        snapshot_rx.clone(),
+        settings.signer.clone(),
+    ));
     let forward = Forward {
         client: client.clone(),
         gate: Gate::new(settings.limits.clone()),
@@ -375,6 +380,29 @@ async fn keyman_loop(
             }
             Ok(Err(e)) => tracing::warn!("rekey to epoch {epoch}: {e}"),
             Err(e) => tracing::warn!("rekey to epoch {epoch}: {e}"),
+        }
+    }
+}
+
+/// Publishes the retained directory entries that each new snapshot changes.
+async fn directory_loop(
+    client: AsyncClient,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    signer: Keypair,
+) {
+    let mut published: Option<Arc<Snapshot>> = None;
+    loop {
+        let current = snapshots.borrow_and_update().clone();
+        for (topic, payload) in
+            crate::directory::changed_entries(published.as_deref(), &current, &signer)
+        {
+            if let Err(e) = client.publish(topic, QoS::AtLeastOnce, true, payload).await {
+                tracing::warn!("directory entry: {e}");
+            }
+        }
+        published = Some(current);
+        if snapshots.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -283,6 +283,23 @@ async fn scenario_3_rotation_is_enforced_from_finalized_state() {
         .expect("new-key envelope delivered");
     let opened = open_delivery(&delivery, &new_key, &directory()).unwrap();
     assert_eq!(&opened.payload[..], b"new key");
+
+    // A device without JSON-RPC reads the new key from the retained, attested directory.
+    let expected = hex::encode(fingerprint(&new_key.to_public_key()));
+    let entry = wait_for("the directory entry of 1113", WAIT, || async {
+        let mut reader = MqttClient::connect(stack.mqtt_port, "directory-reader").await;
+        reader.subscribe("km/v1/dir/1113").await;
+        let (_, retained) = reader.next(Duration::from_secs(2)).await?;
+        let delivery = keymesh_device::Delivery::verify(&retained, &[bridge_key()]).ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&delivery.envelope).ok()?;
+        (json["fingerprint"] == expected.as_str()).then_some(json)
+    })
+    .await;
+    assert_eq!(entry["status"], "active");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(entry["publicKey"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(der, public_der(&new_key.to_public_key()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
