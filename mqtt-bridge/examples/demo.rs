@@ -146,7 +146,7 @@ async fn main() -> Result<(), String> {
 
     say("== 1. Direct message (MTP): 1111 -> 1113; 1112 and 1114 listen on 1113's inbox ==");
     for d in &mut fleet[..] {
-        if d.id != "1113" {
+        if d.id == "1112" || d.id == "1114" {
             d.mqtt.subscribe(&inbox_topic("1113")).await;
         }
     }
@@ -164,7 +164,7 @@ async fn main() -> Result<(), String> {
         short(&sealed.header.fingerprint)
     ));
     fleet[0].send(sealed.to_bytes()).await;
-    for d in &mut fleet[..] {
+    for d in &mut fleet[1..] {
         let Some(bytes) = d.next_on(&inbox_topic("1113"), WAIT).await else {
             say(format!("{}: nothing arrived", d.id));
             continue;

@@ -27,7 +27,7 @@ pub struct Cli {
     /// log and group keys ("//Alice" on a dev chain; keep real ones out of shell history).
     #[arg(long, env = "KEYMESH_BRIDGE_SIGNER")]
     pub signer: Option<String>,
-    /// Serve Prometheus metrics on this address [default: 127.0.0.1:9616].
+    /// Serve Prometheus metrics on this address [default: 127.0.0.1:9630].
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
     /// Do not act as key manager (another bridge rekeys groups).
@@ -170,7 +170,7 @@ impl Settings {
             metrics: Some(
                 cli.metrics
                     .or(file.metrics)
-                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9616))),
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9630))),
             ),
             keyman: !cli.no_keyman && file.keyman.unwrap_or(true),
             limits: Limits {

@@ -150,14 +150,9 @@ mod tests {
             block_number: 4,
             ..Default::default()
         };
-        snapshot.devices.insert(
-            "1113".into(),
-            DeviceKey {
-                fingerprint: keymesh_device::fingerprint(&key),
-                public_key: key,
-                status: DeviceStatus::Active,
-            },
-        );
+        snapshot
+            .devices
+            .insert("1113".into(), DeviceKey::active(key));
         snapshot.groups.insert("B".into(), GroupKey::default());
         let bridge = subxt_signer::sr25519::dev::ferdie();
         let all = changed_entries(None, &snapshot, &bridge);

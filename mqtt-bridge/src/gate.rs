@@ -15,6 +15,17 @@ pub struct DeviceKey {
     pub status: DeviceStatus,
 }
 
+impl DeviceKey {
+    /// An active device holding `public_key`, its fingerprint computed the way the chain does.
+    pub fn active(public_key: RsaPublicKey) -> Self {
+        Self {
+            fingerprint: keymesh_device::fingerprint(&public_key),
+            public_key,
+            status: DeviceStatus::Active,
+        }
+    }
+}
+
 /// A group as the bridge's cache holds it.
 #[derive(Clone, Debug, Default)]
 pub struct GroupKey {

@@ -530,3 +530,24 @@ async fn scenario_9_a_killed_bridge_loses_no_acknowledged_message() {
         delivered.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_flushes_the_audit_batch() {
+    let mut stack = Stack::start(BrokerKind::Embedded).await;
+    let from = stack.finalized().await;
+    let mut d1111 = Device::connect(stack.mqtt_port, "1111").await;
+    let mut d1113 = Device::connect(stack.mqtt_port, "1113").await;
+    let sealed = direct("1111", "1113", &public("1113"), "last words");
+    d1111.send(sealed.clone()).await;
+    assert!(d1113.next_on(&inbox_topic("1113"), WAIT).await.is_some());
+    // Stop at once: whatever is still queued must be written before the process exits.
+    let status = stack.bridge.as_mut().unwrap().terminate();
+    assert!(status.success(), "bridge exit: {status:?}");
+    let events = stack.events(from, "ExchangeLog").await;
+    let logged: Vec<Vec<u8>> = events
+        .iter()
+        .filter(|(name, _)| name == "KeyExchanged")
+        .map(|(_, v)| field(v, "envelope_hash"))
+        .collect();
+    assert_eq!(logged, vec![envelope_hash(&sealed).to_vec()]);
+}

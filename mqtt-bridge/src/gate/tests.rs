@@ -29,15 +29,9 @@ fn fleet() -> Fleet {
     };
     for id in ["1111", "1112", "1113", "1114"] {
         let private = key(id);
-        let public_key = private.to_public_key();
-        snapshot.devices.insert(
-            id.into(),
-            DeviceKey {
-                fingerprint: fingerprint(&public_key),
-                public_key,
-                status: DeviceStatus::Active,
-            },
-        );
+        snapshot
+            .devices
+            .insert(id.into(), DeviceKey::active(private.to_public_key()));
         keys.insert(id.to_string(), private);
     }
     let topic = key("topic-B");

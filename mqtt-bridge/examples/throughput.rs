@@ -1,0 +1,158 @@
+//! Benchmark, not a test: starts a dev node and the bridge (embedded broker) on loopback,
+//! then measures in one run
+//! - envelopes per second through the bridge (256-byte payloads, 1111 -> 1113),
+//! - the same broker's rate for the same bytes published straight to a topic (no gate),
+//! - p50 / p99 of the gate's check, timed in-process on the same envelopes.
+//!
+//! `cargo run --release -p keymesh-bridge --example throughput [-- <messages>]`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use keymesh_bridge::gate::{DeviceKey, Gate, Limits, Snapshot};
+use keymesh_device::{mqtt::inbox_topic, seal_direct};
+use rumqttc::QoS;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Publishes `payloads` to `topic` (QoS 1, pipelined) and returns how long until `receiver`
+/// has seen them all on `on`.
+async fn run(
+    sender: &MqttClient,
+    receiver: &mut MqttClient,
+    topic: &str,
+    on: &str,
+    payloads: &[Vec<u8>],
+) -> Duration {
+    let started = Instant::now();
+    let client = sender.client.clone();
+    let (topic, payloads) = (topic.to_string(), payloads.to_vec());
+    let n = payloads.len();
+    tokio::spawn(async move {
+        for p in payloads {
+            client
+                .publish(&topic, QoS::AtLeastOnce, false, p)
+                .await
+                .unwrap();
+        }
+    });
+    let mut seen = 0;
+    while seen < n {
+        let (t, _) = receiver
+            .next(Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|| panic!("only {seen} of {n} arrived"));
+        if t == on {
+            seen += 1;
+        }
+    }
+    started.elapsed()
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2_000);
+    let payload = vec![0x42u8; 256];
+    let envelopes: Vec<Vec<u8>> = tokio::task::spawn_blocking(move || {
+        let (key, to) = (device_key("1111"), public("1113"));
+        (0..n)
+            .map(|_| {
+                seal_direct("1111", &key, "1113", &to, 0, &payload)
+                    .unwrap()
+                    .to_bytes()
+            })
+            .collect()
+    })
+    .await
+    .unwrap();
+    println!(
+        "{n} envelopes of {} bytes (256-byte payload)",
+        envelopes[0].len()
+    );
+
+    // The gate alone, in-process.
+    let mut snapshot = Snapshot::default();
+    for id in ["1111", "1113"] {
+        snapshot
+            .devices
+            .insert(id.into(), DeviceKey::active(public(id)));
+    }
+    let mut gate = Gate::new(Limits {
+        rate_per_sec: u32::MAX,
+        rate_burst: u32::MAX,
+        ..Limits::default()
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut times: Vec<Duration> = envelopes
+        .iter()
+        .map(|e| {
+            let t = Instant::now();
+            gate.check("1111", e, now, &snapshot).expect("passes");
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    println!(
+        "gate check: p50 {:?}, p99 {:?}",
+        percentile(&times, 0.50),
+        percentile(&times, 0.99)
+    );
+
+    let stack = Stack::start_with(
+        BrokerKind::Embedded,
+        &["--rate-per-sec", "1000000", "--rate-burst", "1000000"],
+    )
+    .await;
+    let sender = MqttClient::connect(stack.mqtt_port, "device-1111").await;
+    let mut receiver = MqttClient::connect(stack.mqtt_port, "device-1113").await;
+    receiver.subscribe(&inbox_topic("1113")).await;
+    receiver.subscribe("km/v1/bench/raw").await;
+
+    let raw = run(
+        &sender,
+        &mut receiver,
+        "km/v1/bench/raw",
+        "km/v1/bench/raw",
+        &envelopes,
+    )
+    .await;
+    let gated = run(
+        &sender,
+        &mut receiver,
+        "km/v1/in/1111",
+        &inbox_topic("1113"),
+        &envelopes,
+    )
+    .await;
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    println!(
+        "broker alone (same embedded broker, no gate): {:.0} msg/s",
+        rate(raw)
+    );
+    println!(
+        "through the bridge (gate + attestation):      {:.0} msg/s",
+        rate(gated)
+    );
+    if let Some(count) = stack.metric("keymesh_bridge_check_seconds_count").await {
+        let sum = stack
+            .metric("keymesh_bridge_check_seconds_sum")
+            .await
+            .unwrap_or(0.0);
+        println!(
+            "bridge's own histogram: {count} checks, mean {:.0} µs",
+            sum / count * 1e6
+        );
+    }
+}
