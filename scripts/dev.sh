@@ -61,7 +61,7 @@ bridge_line="  Bridge:                      not started (KEYMESH_NO_BRIDGE=1)"
 if [ -z "${KEYMESH_NO_BRIDGE:-}" ]; then
     "$BRIDGE_BIN" --node "ws://127.0.0.1:$RPC_PORT" --signer //Ferdie \
         --mqtt-listen "127.0.0.1:$MQTT_PORT" --metrics "127.0.0.1:$BRIDGE_METRICS_PORT" \
-        2>"$base/bridge.log" &
+        --state-dir "$base/bridge-state" 2>"$base/bridge.log" &
     bridge_pid=$!
     for _ in $(seq 1 600); do
         grep -q "forwarding from" "$base/bridge.log" 2>/dev/null && break

@@ -33,6 +33,11 @@ pub struct Cli {
     /// Do not act as key manager (another bridge rekeys groups).
     #[arg(long)]
     pub no_keyman: bool,
+    /// Directory for the bridge's own state (its replay window, so that a restart does not
+    /// forget which messages it forwarded) [default: $XDG_STATE_HOME/keymesh-bridge, else
+    /// ~/.local/state/keymesh-bridge].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// Largest envelope accepted, in bytes.
     #[arg(long)]
     pub max_envelope: Option<usize>,
@@ -60,6 +65,7 @@ pub struct FileConfig {
     pub signer: Option<String>,
     pub metrics: Option<SocketAddr>,
     pub keyman: Option<bool>,
+    pub state_dir: Option<PathBuf>,
     pub max_envelope: Option<usize>,
     pub replay_window_secs: Option<u64>,
     pub max_skew_secs: Option<u64>,
@@ -93,6 +99,7 @@ pub struct Settings {
     pub signer: Keypair,
     pub metrics: Option<SocketAddr>,
     pub keyman: bool,
+    pub state_dir: PathBuf,
     pub limits: Limits,
 }
 
@@ -111,6 +118,20 @@ pub enum ConfigError {
     NoSigner,
     #[error("signer is not a valid secret URI: {0}")]
     Signer(String),
+    #[error("no state directory: pass --state-dir (neither XDG_STATE_HOME nor HOME is set)")]
+    NoStateDir,
+}
+
+/// Where state goes when no directory is given, as the XDG base-directory convention has it.
+fn default_state_dir() -> Option<PathBuf> {
+    let from = |var: &str| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    from("XDG_STATE_HOME")
+        .or_else(|| from("HOME").map(|home| home.join(".local/state")))
+        .map(|base| base.join("keymesh-bridge"))
 }
 
 /// Parses `mqtt://host:port` (the port defaults to 1883).
@@ -173,6 +194,11 @@ impl Settings {
                     .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9630))),
             ),
             keyman: !cli.no_keyman && file.keyman.unwrap_or(true),
+            state_dir: cli
+                .state_dir
+                .or(file.state_dir)
+                .or_else(default_state_dir)
+                .ok_or(ConfigError::NoStateDir)?,
             limits: Limits {
                 max_envelope: cli
                     .max_envelope
@@ -234,10 +260,13 @@ mod tests {
             path.to_str().unwrap(),
             "--broker",
             "mqtt://127.0.0.1:2883",
+            "--state-dir",
+            "/var/lib/keymesh-bridge",
         ]);
         let settings = Settings::resolve(cli).unwrap();
         assert_eq!(settings.limits.rate_per_sec, 7);
         assert_eq!(settings.broker.address(), ("127.0.0.1".into(), 2883));
+        assert_eq!(settings.state_dir, PathBuf::from("/var/lib/keymesh-bridge"));
         assert_eq!(
             settings.signer.public_key().0,
             subxt_signer::sr25519::dev::alice().public_key().0

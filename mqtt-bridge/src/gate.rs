@@ -7,6 +7,8 @@ use keymesh_device::{envelope_hash, Envelope, Kind};
 use keymesh_primitives::{DeviceStatus, Fingerprint, Role};
 use rsa::RsaPublicKey;
 
+use crate::replay::Seen;
+
 /// A device as the bridge's cache holds it.
 #[derive(Clone, Debug)]
 pub struct DeviceKey {
@@ -143,6 +145,15 @@ impl Reason {
     ];
 }
 
+/// How the broker handed an envelope to the bridge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handover {
+    /// The first time (MQTT `DUP` clear).
+    First,
+    /// Again, after a hand-over that was not acknowledged (MQTT `DUP` set).
+    Redelivery,
+}
+
 /// An envelope the gate let through.
 #[derive(Clone, Debug)]
 pub struct Accepted {
@@ -151,6 +162,12 @@ pub struct Accepted {
     pub fingerprint: Fingerprint,
     pub envelope_hash: [u8; 32],
     pub message_id: [u8; 16],
+    /// When the message id leaves the replay window.
+    pub expiry_ms: u64,
+    /// The broker handed the bridge this very envelope again (its first hand-over was not
+    /// acknowledged before a crash or a dropped connection): forward it again, but it is
+    /// not a new exchange.
+    pub redelivery: bool,
 }
 
 /// An envelope the gate refused, with what could be read of it.
@@ -167,7 +184,7 @@ pub struct Refused {
 /// The gate's memory: message ids seen, and each sender's rate bucket.
 pub struct Gate {
     limits: Limits,
-    seen: HashMap<[u8; 16], u64>,
+    seen: HashMap<[u8; 16], Seen>,
     seen_order: VecDeque<([u8; 16], u64)>,
     buckets: HashMap<String, (f64, u64)>,
 }
@@ -190,10 +207,41 @@ impl Gate {
         &self.limits
     }
 
+    /// Remembers a message id forwarded before a restart (from the replay journal).
+    pub fn remember(&mut self, seen: Seen) {
+        self.seen.insert(seen.message_id, seen);
+        self.seen_order.push_back((seen.message_id, seen.expiry_ms));
+    }
+
+    /// The message ids still remembered at `now_ms`, oldest first.
+    pub fn remembered(&mut self, now_ms: u64) -> Vec<Seen> {
+        self.forget_expired(now_ms);
+        self.seen_order
+            .iter()
+            .filter_map(|(id, expiry)| self.seen.get(id).filter(|s| s.expiry_ms == *expiry))
+            .copied()
+            .collect()
+    }
+
     /// Checks `bytes`, published on the ingress topic of `ingress_sender`, against
     /// `snapshot` at time `now_ms`.
     pub fn check(
         &mut self,
+        ingress_sender: &str,
+        bytes: &[u8],
+        now_ms: u64,
+        snapshot: &Snapshot,
+    ) -> Result<Accepted, Refused> {
+        self.check_handover(Handover::First, ingress_sender, bytes, now_ms, snapshot)
+    }
+
+    /// Like [`Gate::check`], saying how the broker handed the envelope over. For a
+    /// [`Handover::Redelivery`], the very envelope already forwarded passes again, flagged as
+    /// a redelivery, as long as every other rule still holds against `snapshot`; any other
+    /// copy of a seen id is a replay. Recipients drop the duplicate by message id.
+    pub fn check_handover(
+        &mut self,
+        handover: Handover,
         ingress_sender: &str,
         bytes: &[u8],
         now_ms: u64,
@@ -317,22 +365,32 @@ impl Gate {
             ));
         }
         self.forget_expired(now_ms);
-        if self.seen.contains_key(&header.message_id) {
+        let hash = envelope_hash(bytes);
+        let accepted = |expiry_ms, redelivery| Accepted {
+            sender: sender.clone(),
+            target: target.clone(),
+            fingerprint: expected,
+            envelope_hash: hash,
+            message_id: header.message_id,
+            expiry_ms,
+            redelivery,
+        };
+        if let Some(first) = self.seen.get(&header.message_id) {
+            if handover == Handover::Redelivery && first.envelope_hash == hash {
+                return Ok(accepted(first.expiry_ms, true));
+            }
             return Err(refuse(
                 Reason::Replay,
                 format!("message {} seen before", hex::encode(header.message_id)),
             ));
         }
-        let expiry = now_ms.saturating_add(self.limits.replay_window_ms);
-        self.seen.insert(header.message_id, expiry);
-        self.seen_order.push_back((header.message_id, expiry));
-        Ok(Accepted {
-            sender,
-            target,
-            fingerprint: expected,
-            envelope_hash: envelope_hash(bytes),
+        let expiry_ms = now_ms.saturating_add(self.limits.replay_window_ms);
+        self.remember(Seen {
             message_id: header.message_id,
-        })
+            envelope_hash: hash,
+            expiry_ms,
+        });
+        Ok(accepted(expiry_ms, false))
     }
 
     /// Token bucket per sender: `rate_burst` deep, refilled at `rate_per_sec`.
@@ -359,7 +417,7 @@ impl Gate {
                 break;
             }
             self.seen_order.pop_front();
-            if self.seen.get(&id) == Some(&expiry) {
+            if self.seen.get(&id).is_some_and(|s| s.expiry_ms == expiry) {
                 self.seen.remove(&id);
             }
         }

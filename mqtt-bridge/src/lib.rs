@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | follow | [`chain`] | key cache from finalized storage, updated from finalized events |
 //! | gate | [`gate`] | pure rules, no I/O |
+//! | replay | [`replay`] | the replay window on disk, so it survives a restart |
 //! | forward | [`service`] | MQTT in, attested deliveries and refusals out |
 //! | audit | [`audit`] | one `exchange_log.record` per block |
 //! | keyman | [`keyman`] | new topic and epoch keys on `RekeyRequired` |
@@ -21,4 +22,5 @@ pub mod directory;
 pub mod gate;
 pub mod keyman;
 pub mod metrics;
+pub mod replay;
 pub mod service;

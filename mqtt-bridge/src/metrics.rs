@@ -11,6 +11,9 @@ pub struct Metrics {
     pub registry: Registry,
     /// Envelopes forwarded.
     pub forwarded: Counter<U64>,
+    /// Envelopes the broker handed over again after a crash or reconnect, forwarded again
+    /// (not counted in `forwarded`).
+    pub redelivered: Counter<U64>,
     /// Envelopes refused, by reason code.
     pub refused: CounterVec<U64>,
     /// Time the gate took per envelope, in seconds.
@@ -42,6 +45,13 @@ impl Metrics {
         Ok(Metrics {
             forwarded: register(
                 Counter::new("forwarded_total", "Envelopes forwarded")?,
+                &registry,
+            )?,
+            redelivered: register(
+                Counter::new(
+                    "redelivered_total",
+                    "Broker redeliveries of forwarded envelopes, forwarded again",
+                )?,
                 &registry,
             )?,
             refused,

@@ -6,7 +6,8 @@
 //! - The forward loop (this task) reads `km/v1/in/+`, runs the gate against the latest
 //!   snapshot, publishes attested deliveries or refusals, and queues audit records. Incoming
 //!   messages are acknowledged only after their outcome is published, so a crash re-delivers
-//!   them rather than losing them; devices drop duplicates by message id.
+//!   them rather than losing them; devices drop duplicates by message id. Forwarded message
+//!   ids go to the replay journal, so a restart does not reopen the replay window.
 //! - The writer task signs every chain write, one at a time.
 
 use std::{
@@ -29,9 +30,10 @@ use crate::{
     broker,
     chain::{self, Api},
     config::{BrokerChoice, Settings},
-    gate::{Gate, Reason, Refused, Snapshot, Target},
+    gate::{Gate, Handover, Reason, Refused, Snapshot, Target},
     keyman::{self, EpochKey, MAX_WRAPS_PER_CALL},
     metrics::Metrics,
+    replay::{JournalError, ReplayJournal, Seen},
 };
 
 /// Why the bridge stopped.
@@ -45,7 +47,12 @@ pub enum BridgeError {
     Mqtt(String),
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
+
+/// A journal with this many records more than the window holds is rewritten.
+const COMPACT_SLACK: usize = 65_536;
 
 /// What the writer task does, in order.
 enum Write {
@@ -91,6 +98,21 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BridgeError> {
     let metrics = Metrics::new().map_err(|e| BridgeError::Metrics(e.to_string()))?;
+    // One journal per bridge account, so bridges sharing a state directory keep apart.
+    let journal_name = format!(
+        "replay-{}.log",
+        hex::encode(&settings.signer.public_key().0[..8])
+    );
+    let (journal, remembered) = ReplayJournal::open(&settings.state_dir, &journal_name, now_ms())?;
+    let mut gate = Gate::new(settings.limits.clone());
+    tracing::info!(
+        "replay window: {} message id(s) remembered from {}",
+        remembered.len(),
+        settings.state_dir.join(&journal_name).display()
+    );
+    for seen in remembered {
+        gate.remember(seen);
+    }
     if let Some(addr) = settings.metrics {
         let registry = metrics.registry.clone();
         tokio::spawn(async move {
@@ -175,7 +197,9 @@ pub async fn run(
     ));
     let forward = Forward {
         client: client.clone(),
-        gate: Gate::new(settings.limits.clone()),
+        compact_at: journal.records().saturating_add(COMPACT_SLACK),
+        journal,
+        gate,
         signer: settings.signer.clone(),
         snapshot: snapshot_rx,
         audit: audit.clone(),
@@ -429,6 +453,9 @@ async fn poll_mqtt(mut events: EventLoop, incoming: mpsc::UnboundedSender<Publis
 struct Forward {
     client: AsyncClient,
     gate: Gate,
+    journal: ReplayJournal,
+    /// Journal size at which it is next compacted.
+    compact_at: usize,
     signer: Keypair,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     audit: Arc<AuditQueue>,
@@ -443,9 +470,14 @@ impl Forward {
         let (incoming_tx, mut incoming) = mpsc::unbounded_channel();
         tokio::spawn(poll_mqtt(events, incoming_tx));
         tokio::pin!(shutdown);
+        let mut sync = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => {
+                    self.sync_journal();
+                    return;
+                }
+                _ = sync.tick() => self.sync_journal(),
                 publish = incoming.recv() => {
                     let Some(publish) = publish else { return };
                     self.handle(&publish).await;
@@ -454,6 +486,30 @@ impl Forward {
                     }
                 }
             }
+        }
+    }
+
+    fn sync_journal(&mut self) {
+        if let Err(e) = self.journal.sync() {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// Journals a forwarded message id, compacting the journal when it has grown well past
+    /// the window.
+    fn journal(&mut self, seen: Seen) {
+        if let Err(e) = self.journal.append(seen) {
+            // Forwarding goes on: the id is still remembered until the bridge stops.
+            tracing::error!("{e}; a restart would forget message ids");
+            return;
+        }
+        if self.journal.records() >= self.compact_at {
+            let live = self.gate.remembered(now_ms());
+            match self.journal.compact(&live) {
+                Ok(()) => tracing::debug!("replay journal compacted to {} id(s)", live.len()),
+                Err(e) => tracing::error!("{e}"),
+            }
+            self.compact_at = self.journal.records().saturating_add(COMPACT_SLACK);
         }
     }
 
@@ -466,9 +522,14 @@ impl Forward {
         }
         let snapshot = self.snapshot.borrow().clone();
         let started = Instant::now();
-        let verdict = self
-            .gate
-            .check(sender, &publish.payload, now_ms(), &snapshot);
+        let handover = if publish.dup {
+            Handover::Redelivery
+        } else {
+            Handover::First
+        };
+        let verdict =
+            self.gate
+                .check_handover(handover, sender, &publish.payload, now_ms(), &snapshot);
         self.metrics
             .check_latency
             .observe(started.elapsed().as_secs_f64());
@@ -495,7 +556,20 @@ impl Forward {
                     tracing::warn!("forward: {e}");
                     return;
                 }
+                if accepted.redelivery {
+                    tracing::debug!(
+                        "redelivery of {} forwarded again",
+                        hex::encode(accepted.message_id)
+                    );
+                    self.metrics.redelivered.inc();
+                    return;
+                }
                 self.metrics.forwarded.inc();
+                self.journal(Seen {
+                    message_id: accepted.message_id,
+                    envelope_hash: accepted.envelope_hash,
+                    expiry_ms: accepted.expiry_ms,
+                });
                 self.audit.push(Record::Exchanged {
                     sender: accepted.sender,
                     target: accepted.target,

@@ -422,6 +422,34 @@ async fn scenario_7_spoofing_wrong_signatures_and_replays_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn scenario_7_a_replay_is_still_refused_after_the_bridge_is_killed_and_restarted() {
+    // Mosquitto outlives the bridge, so the devices stay connected throughout.
+    let mut stack = Stack::start(BrokerKind::Mosquitto).await;
+    let mut d1111 = Device::connect(stack.mqtt_port, "1111").await;
+    let mut d1113 = Device::connect(stack.mqtt_port, "1113").await;
+    let genuine = direct("1111", "1113", &public("1113"), "once only");
+    d1111.send(genuine.clone()).await;
+    assert!(d1113.next_on(&inbox_topic("1113"), WAIT).await.is_some());
+    stack.bridge.as_mut().unwrap().kill();
+    stack.start_bridge().await;
+    assert!(
+        stack
+            .bridge_log()
+            .contains("replay window: 1 message id(s) remembered"),
+        "{}",
+        stack.bridge_log()
+    );
+    d1111.send(genuine).await;
+    assert_eq!(d1111.refusal(WAIT).await["reason"], "Replay");
+    assert!(d1113.next_on(&inbox_topic("1113"), QUIET).await.is_none());
+    // New messages still pass.
+    d1111
+        .send(direct("1111", "1113", &public("1113"), "fresh"))
+        .await;
+    assert!(d1113.next_on(&inbox_topic("1113"), WAIT).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn scenario_8_the_exchange_log_matches_what_the_bridge_did() {
     let stack = Stack::start(BrokerKind::Embedded).await;
     let from = stack.finalized().await;
@@ -525,9 +553,14 @@ async fn scenario_9_a_killed_bridge_loses_no_acknowledged_message() {
     assert_eq!(delivered, acknowledged);
     println!(
         "crash: {} acknowledged, {} delivered exactly once to the application, {duplicates} \
-         transport duplicate(s) dropped by message id",
+         transport duplicate(s) dropped by message id; the restarted bridge forwarded {} \
+         broker redelivery(ies) again",
         acknowledged.len(),
-        delivered.len()
+        delivered.len(),
+        stack
+            .metric("keymesh_bridge_redelivered_total")
+            .await
+            .unwrap_or(0.0)
     );
 }
 

@@ -278,3 +278,96 @@ fn every_reason_has_a_distinct_code() {
     let codes: std::collections::HashSet<_> = Reason::CODES.iter().collect();
     assert_eq!(codes.len(), Reason::CODES.len());
 }
+
+#[test]
+fn a_broker_redelivery_of_the_same_envelope_passes_but_any_other_copy_is_a_replay() {
+    let fleet = fleet();
+    let mut gate = Gate::new(Limits::default());
+    let bytes = fleet.direct("1111", "1113");
+    let t = now();
+    let first = gate.check("1111", &bytes, t, &fleet.snapshot).unwrap();
+    assert!(!first.redelivery);
+    // Marked DUP by the broker: the same bytes pass again, as a redelivery.
+    let again = gate
+        .check_handover(
+            Handover::Redelivery,
+            "1111",
+            &bytes,
+            t + 10,
+            &fleet.snapshot,
+        )
+        .unwrap();
+    assert!(again.redelivery);
+    assert_eq!(again.expiry_ms, first.expiry_ms);
+    // Without DUP it is a replay.
+    assert_eq!(
+        reason(gate.check("1111", &bytes, t + 20, &fleet.snapshot)),
+        Reason::Replay
+    );
+    // DUP with other bytes under a seen id (re-signed, same id) is a replay too.
+    let first_header = Envelope::decode_bounded(&bytes).unwrap().header;
+    let (other, _) = keymesh_device::envelope::seal_with(
+        &mut rand::rngs::OsRng,
+        first_header.message_id,
+        first_header.timestamp_ms,
+        keymesh_device::envelope::SealRequest {
+            kind: Kind::Direct,
+            sender: "1111",
+            sender_key: &fleet.keys["1111"],
+            target: "1113",
+            target_key: &fleet.snapshot.devices["1113"].public_key,
+            key_epoch: 0,
+            payload: b"other",
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        reason(gate.check_handover(
+            Handover::Redelivery,
+            "1111",
+            &other.to_bytes(),
+            t + 30,
+            &fleet.snapshot
+        )),
+        Reason::Replay
+    );
+    // A DUP of an envelope never seen is checked like any other.
+    let fresh = fleet.direct("1111", "1113");
+    assert!(
+        !gate
+            .check_handover(
+                Handover::Redelivery,
+                "1111",
+                &fresh,
+                t + 40,
+                &fleet.snapshot
+            )
+            .unwrap()
+            .redelivery
+    );
+}
+
+#[test]
+fn remembered_ids_carry_over_to_a_new_gate() {
+    let fleet = fleet();
+    let limits = Limits {
+        replay_window_ms: 1_000,
+        ..Limits::default()
+    };
+    let mut before = Gate::new(limits.clone());
+    let bytes = fleet.direct("1111", "1113");
+    let t = now();
+    before.check("1111", &bytes, t, &fleet.snapshot).unwrap();
+    let remembered = before.remembered(t);
+    assert_eq!(remembered.len(), 1);
+    assert_eq!(remembered[0].envelope_hash, envelope_hash(&bytes));
+    let mut after = Gate::new(limits);
+    for seen in remembered {
+        after.remember(seen);
+    }
+    assert_eq!(
+        reason(after.check("1111", &bytes, t + 500, &fleet.snapshot)),
+        Reason::Replay
+    );
+    assert!(after.remembered(t + 1_000).is_empty());
+}

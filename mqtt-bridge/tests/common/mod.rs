@@ -166,10 +166,13 @@ impl Stack {
             let conf = dir.path().join("mosquitto.conf");
             std::fs::write(
                 &conf,
-                // Queue everything for a bridge that is down (persistent session).
+                // Queue everything for a bridge that is down (persistent session), and keep
+                // sessions on disk as a production broker would.
                 format!(
                     "listener {mqtt_port} 127.0.0.1\nallow_anonymous true\n\
-                     max_queued_messages 0\nmax_inflight_messages 100\n"
+                     max_queued_messages 0\nmax_inflight_messages 100\n\
+                     persistence true\npersistence_location {}/\n",
+                    dir.path().display()
                 ),
             )
             .unwrap();
@@ -212,6 +215,9 @@ impl Stack {
             "//Ferdie",
             "--metrics",
             &format!("127.0.0.1:{}", self.metrics_port),
+            // Kept across restarts, as an operator's would be.
+            "--state-dir",
+            self.dir.path().join("bridge-state").to_str().unwrap(),
         ]);
         match self.broker {
             BrokerKind::Embedded => {
