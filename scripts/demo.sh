@@ -4,7 +4,7 @@
 # checked what, who opened the message and who could not.
 #   scripts/dev.sh            # in one terminal
 #   scripts/demo.sh           # in another
-# KEYMESH_RPC_PORT and KEYMESH_MQTT_PORT select another stack.
+# KEYMESH_RPC_PORT, KEYMESH_MQTT_PORT and KEYMESH_BRIDGE_METRICS_PORT select another stack.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -15,4 +15,5 @@ if ! wait_rpc "${KEYMESH_RPC_PORT:-9944}" 5; then
     exit 1
 fi
 exec "$CARGO_TARGET_DIR/release/examples/demo" \
-    --rpc-port "${KEYMESH_RPC_PORT:-9944}" --mqtt-port "${KEYMESH_MQTT_PORT:-1883}"
+    --rpc-port "${KEYMESH_RPC_PORT:-9944}" --mqtt-port "${KEYMESH_MQTT_PORT:-1883}" \
+    --metrics-port "${KEYMESH_BRIDGE_METRICS_PORT:-9630}"

@@ -76,7 +76,8 @@ if [ -z "${KEYMESH_NO_BRIDGE:-}" ]; then
     bridge_line="  MQTT broker (embedded):      mqtt://127.0.0.1:$MQTT_PORT
   Bridge metrics:              http://127.0.0.1:$BRIDGE_METRICS_PORT/metrics
   Bridge key (trust it):       $(bridge_key_hex)
-  Bridge log:                  $base/bridge.log"
+  Bridge log:                  $base/bridge.log
+  Bridge state (replay ids):   $base/bridge-state"
 fi
 
 cat <<INFO

@@ -218,6 +218,27 @@ pub async fn topic_key_of(
     Ok((epoch, key))
 }
 
+/// A metric's value from the bridge's `/metrics` endpoint on loopback `port`.
+pub async fn bridge_metric(port: u16, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.ok()?;
+    text.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 pub fn bytes(b: &[u8]) -> Value {
     Value::from_bytes(b)
 }

@@ -243,23 +243,7 @@ impl Stack {
 
     /// A metric's value from the bridge's `/metrics` endpoint.
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
-            .await
-            .ok()?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .await
-            .ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await.ok()?;
-        text.lines().find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
+        bridge_metric(self.metrics_port, name).await
     }
 
     /// Waits until the bridge's key cache reflects the chain's finalized head.
