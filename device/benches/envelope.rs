@@ -32,6 +32,12 @@ fn envelopes(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("open", len), &sealed, |b, s| {
             b.iter(|| envelope::open(s, &recipient, &sender_pub).unwrap())
         });
+        if len == 256 {
+            // What the bridge's gate runs per message.
+            group.bench_with_input(BenchmarkId::new("verify", len), &sealed, |b, s| {
+                b.iter(|| envelope::verify_signature(s, &sender_pub).unwrap())
+            });
+        }
     }
     group.finish();
 }
@@ -64,7 +70,7 @@ fn rsa_2048(c: &mut Criterion) {
     group.bench_function("sign (PSS, blinded)", |b| {
         b.iter(|| signer.sign_with_rng(&mut OsRng, &msg))
     });
-    group.bench_function("verify (PSS)", |b| {
+    group.bench_function("verify (PSS, rsa crate)", |b| {
         b.iter(|| verifier.verify(&msg, &sig).unwrap())
     });
     group.finish();

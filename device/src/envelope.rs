@@ -9,8 +9,8 @@ use aes_gcm::{
 use codec::{Decode, DecodeAll, Encode};
 use rand::{rngs::OsRng, CryptoRng, RngCore};
 use rsa::{
-    pss::{BlindedSigningKey, Signature, VerifyingKey},
-    signature::{RandomizedSigner, SignatureEncoding, Verifier},
+    pss::BlindedSigningKey,
+    signature::{RandomizedSigner, SignatureEncoding},
     traits::PublicKeyParts,
     Oaep, RsaPrivateKey, RsaPublicKey,
 };
@@ -315,16 +315,26 @@ pub fn verify_signature(
 }
 
 /// Checks a decoded envelope's signature under the sender's key.
+///
+/// PSS exactly as the wire format fixes it: SHA-256, MGF1-SHA-256, a 32-byte salt. The check
+/// runs on `ring` rather than the `rsa` crate: it touches only public data, and `ring`'s
+/// verification is about ten times faster, which is what bounds the bridge's throughput.
 pub fn verify_decoded(envelope: &Envelope, sender_key: &RsaPublicKey) -> Result<(), EnvelopeError> {
     // A signature longer than the sender's modulus cannot be valid; say so without parsing.
     if envelope.signature.len() != sender_key.size() {
         return Err(EnvelopeError::BadSignature);
     }
-    let signature = Signature::try_from(envelope.signature.as_slice())
-        .map_err(|_| EnvelopeError::BadSignature)?;
-    VerifyingKey::<Sha256>::new(sender_key.clone())
-        .verify(&envelope.signed_bytes(), &signature)
-        .map_err(|_| EnvelopeError::BadSignature)
+    let (modulus, exponent) = (sender_key.n().to_bytes_be(), sender_key.e().to_bytes_be());
+    ring::signature::RsaPublicKeyComponents {
+        n: modulus.as_slice(),
+        e: exponent.as_slice(),
+    }
+    .verify(
+        &ring::signature::RSA_PSS_2048_8192_SHA256,
+        &envelope.signed_bytes(),
+        &envelope.signature,
+    )
+    .map_err(|_| EnvelopeError::BadSignature)
 }
 
 /// Opens an envelope sealed to `reader` (a device key, or a topic private key).

@@ -197,6 +197,30 @@ fn wrong_version_fingerprint_and_signature_have_their_own_errors() {
 }
 
 #[test]
+fn signatures_with_another_salt_length_are_refused() {
+    // The wire format fixes a 32-byte PSS salt; a signer that picks another length (OpenSSL's
+    // default is the maximum) is not speaking this format, even though its key is right.
+    let (s, r) = (key("1111"), key("1113"));
+    let env = seal_direct("1111", &s, "1113", &r.to_public_key(), 0, b"m").unwrap();
+    for salt_len in [0usize, 20, 64] {
+        let mut resigned = env.clone();
+        resigned.signature = BlindedSigningKey::<Sha256>::new_with_salt_len(s.clone(), salt_len)
+            .sign_with_rng(&mut OsRng, &resigned.signed_bytes())
+            .to_vec();
+        assert_eq!(
+            verify_signature(&resigned.to_bytes(), &s.to_public_key()).unwrap_err(),
+            EnvelopeError::BadSignature,
+            "salt of {salt_len} bytes"
+        );
+    }
+    let mut resigned = env.clone();
+    resigned.signature = BlindedSigningKey::<Sha256>::new_with_salt_len(s.clone(), 32)
+        .sign_with_rng(&mut OsRng, &resigned.signed_bytes())
+        .to_vec();
+    assert!(verify_signature(&resigned.to_bytes(), &s.to_public_key()).is_ok());
+}
+
+#[test]
 fn ids_that_are_not_topic_safe_are_refused() {
     let (s, r) = (key("1111"), key("1113"));
     let err = seal_direct("11/11", &s, "1113", &r.to_public_key(), 0, b"").unwrap_err();
