@@ -4,7 +4,7 @@ use frame_support::{
     derive_impl,
     dispatch::DispatchClass,
     parameter_types,
-    traits::{ConstBool, ConstU128, ConstU32, ConstU64, ConstU8, VariantCountOf},
+    traits::{ConstBool, ConstU128, ConstU32, ConstU64, ConstU8, EitherOfDiverse, VariantCountOf},
     weights::{
         constants::{ParityDbWeight, WEIGHT_REF_TIME_PER_SECOND},
         IdentityFee, Weight,
@@ -12,7 +12,7 @@ use frame_support::{
 };
 use frame_system::{
     limits::{BlockLength, BlockWeights},
-    EnsureRoot,
+    EnsureRoot, EnsureSignedBy,
 };
 use pallet_transaction_payment::{ConstFeeMultiplier, FungibleAdapter, Multiplier};
 use sp_consensus_aura::sr25519::AuthorityId as AuraId;
@@ -146,6 +146,12 @@ impl pallet_membership::Config<pallet_membership::Instance1> for Runtime {
     type WeightInfo = pallet_membership::weights::SubstrateWeight<Runtime>;
 }
 
+/// Root, or a signed member of the operator set: the one origin the KeyMesh pallets ask
+/// for when they say "operator". Swapping this (say, for a collective) changes who runs the
+/// fleet without touching a pallet.
+pub type EnsureOperator =
+    EitherOfDiverse<EnsureRoot<AccountId>, EnsureSignedBy<Operators, AccountId>>;
+
 parameter_types! {
     /// Most peers the validators accept: validators, full nodes serving key queries,
     /// and bridges' nodes.
@@ -174,7 +180,7 @@ parameter_types! {
 /// Operators (the membership set) or root register devices; owners rotate and revoke.
 impl pallet_devices::Config for Runtime {
     type RuntimeEvent = RuntimeEvent;
-    type Operators = Operators;
+    type OperatorOrigin = EnsureOperator;
     type MaxKeyHistory = MaxKeyHistory;
     /// A revoked device leaves every group.
     type OnRevoked = Groups;
@@ -192,7 +198,7 @@ parameter_types! {
 /// Root or operators register bridges and key managers; bridges write the log.
 impl pallet_exchange_log::Config for Runtime {
     type RuntimeEvent = RuntimeEvent;
-    type Operators = Operators;
+    type OperatorOrigin = EnsureOperator;
     type MaxBatch = MaxExchangeBatch;
     type MaxBridges = MaxBridges;
 }
@@ -213,7 +219,7 @@ parameter_types! {
 /// Operators create groups, admins manage members, key managers (bridges) set epoch keys.
 impl pallet_groups::Config for Runtime {
     type RuntimeEvent = RuntimeEvent;
-    type Operators = Operators;
+    type OperatorOrigin = EnsureOperator;
     type KeyManagers = pallet_exchange_log::IsKeyManager<Runtime>;
     type Devices = Devices;
     type MaxMembers = MaxGroupMembers;

@@ -18,6 +18,8 @@ pub mod configs;
 #[cfg(test)]
 mod cost_tests;
 pub mod genesis_config_presets;
+#[cfg(test)]
+mod operator_tests;
 
 use alloc::{borrow::Cow, vec::Vec};
 use sp_runtime::{

@@ -2,7 +2,7 @@
 //!
 //! The registry of device identities and their RSA public keys.
 //!
-//! - Operators (root, or a member of the runtime's operator set) [`register`](Pallet::register)
+//! - Operators (whoever the runtime's `OperatorOrigin` admits) [`register`](Pallet::register)
 //!   devices, [`suspend`](Pallet::suspend) and [`resume`](Pallet::resume) them.
 //! - A device's owner (or an operator) [`rotate_key`](Pallet::rotate_key)s and
 //!   [`revoke`](Pallet::revoke)s it; revocation is final.
@@ -77,7 +77,7 @@ impl<AccountId, BlockNumber> From<DeviceRecord<AccountId, BlockNumber>>
 #[frame_support::pallet]
 pub mod pallet {
     use super::*;
-    use frame_support::{pallet_prelude::*, traits::Contains};
+    use frame_support::pallet_prelude::*;
     use frame_system::pallet_prelude::*;
     use keymesh_primitives::{validate_id, validate_rsa_spki};
 
@@ -89,8 +89,10 @@ pub mod pallet {
         /// The overarching event type.
         #[allow(deprecated)]
         type RuntimeEvent: From<Event<Self>> + IsType<<Self as frame_system::Config>::RuntimeEvent>;
-        /// The operators: accounts that may register, suspend and resume devices.
-        type Operators: Contains<Self::AccountId>;
+        /// Who may register, suspend and resume devices, and act for any owner. An origin,
+        /// not an account set, so a runtime can hand this to root, a membership set or a
+        /// collective without the pallet changing.
+        type OperatorOrigin: EnsureOrigin<Self::RuntimeOrigin>;
         /// Most key-history entries kept per device; the oldest goes first.
         #[pallet::constant]
         type MaxKeyHistory: Get<u32>;
@@ -352,20 +354,25 @@ pub mod pallet {
     }
 
     impl<T: Config> Pallet<T> {
+        /// A signed account that is not an operator gets the named error; anything else
+        /// that is not an operator (an unsigned origin) is a `BadOrigin`.
         fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
-            match ensure_signed_or_root(origin)? {
-                None => Ok(()),
-                Some(who) if T::Operators::contains(&who) => Ok(()),
-                Some(_) => Err(Error::<T>::NotOperator.into()),
-            }
+            let Err(origin) = T::OperatorOrigin::try_origin(origin) else {
+                return Ok(());
+            };
+            ensure_signed(origin)?;
+            Err(Error::<T>::NotOperator.into())
         }
 
         fn ensure_owner_or_operator(origin: OriginFor<T>, owner: &T::AccountId) -> DispatchResult {
-            match ensure_signed_or_root(origin)? {
-                None => Ok(()),
-                Some(who) if &who == owner || T::Operators::contains(&who) => Ok(()),
-                Some(_) => Err(Error::<T>::NotOwnerOrOperator.into()),
-            }
+            let Err(origin) = T::OperatorOrigin::try_origin(origin) else {
+                return Ok(());
+            };
+            ensure!(
+                &ensure_signed(origin)? == owner,
+                Error::<T>::NotOwnerOrOperator
+            );
+            Ok(())
         }
 
         fn checked_fingerprint(public_key: &[u8]) -> Result<Fingerprint, Error<T>> {

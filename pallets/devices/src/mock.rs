@@ -1,7 +1,12 @@
 //! A minimal runtime for the pallet's unit tests.
 
 use crate as pallet_devices;
-use frame_support::{derive_impl, traits::Contains, weights::Weight};
+use frame_support::{
+    derive_impl,
+    traits::{EitherOfDiverse, IsInVec},
+    weights::Weight,
+};
+use frame_system::{EnsureRoot, EnsureSignedBy};
 use sp_runtime::BuildStorage;
 
 type Block = frame_system::mocking::MockBlock<Test>;
@@ -22,12 +27,13 @@ pub const OPERATOR: u64 = 1;
 pub const OWNER: u64 = 2;
 pub const STRANGER: u64 = 3;
 
-pub struct TestOperators;
-impl Contains<u64> for TestOperators {
-    fn contains(who: &u64) -> bool {
-        *who == OPERATOR
-    }
+frame_support::parameter_types! {
+    /// The one operator account of the tests.
+    pub Operator: Vec<u64> = vec![OPERATOR];
 }
+
+/// Root or the one operator account, as the KeyMesh runtime wires it.
+pub type OperatorOrigin = EitherOfDiverse<EnsureRoot<u64>, EnsureSignedBy<IsInVec<Operator>, u64>>;
 
 std::thread_local! {
     pub static REVOKED: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -51,7 +57,7 @@ frame_support::parameter_types! {
 
 impl pallet_devices::Config for Test {
     type RuntimeEvent = RuntimeEvent;
-    type Operators = TestOperators;
+    type OperatorOrigin = OperatorOrigin;
     type MaxKeyHistory = MaxKeyHistory;
     type OnRevoked = RecordRevocations;
     type WeightInfo = ();

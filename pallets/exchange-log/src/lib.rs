@@ -97,8 +97,9 @@ pub mod pallet {
         /// The overarching event type.
         #[allow(deprecated)]
         type RuntimeEvent: From<Event<Self>> + IsType<<Self as frame_system::Config>::RuntimeEvent>;
-        /// Accounts that may manage bridges and key managers (besides root).
-        type Operators: Contains<Self::AccountId>;
+        /// Who may add and remove bridges and key managers. An origin, so the runtime
+        /// decides (root, a membership set, a collective) without this pallet changing.
+        type OperatorOrigin: EnsureOrigin<Self::RuntimeOrigin>;
         /// Most records in one `record` call.
         #[pallet::constant]
         type MaxBatch: Get<u32>;
@@ -337,12 +338,14 @@ pub mod pallet {
     }
 
     impl<T: Config> Pallet<T> {
+        /// A signed account that is not an operator gets the named error; anything else
+        /// that is not an operator (an unsigned origin) is a `BadOrigin`.
         fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
-            match ensure_signed_or_root(origin)? {
-                None => Ok(()),
-                Some(who) if T::Operators::contains(&who) => Ok(()),
-                Some(_) => Err(Error::<T>::NotOperator.into()),
-            }
+            let Err(origin) = T::OperatorOrigin::try_origin(origin) else {
+                return Ok(());
+            };
+            ensure_signed(origin)?;
+            Err(Error::<T>::NotOperator.into())
         }
     }
 

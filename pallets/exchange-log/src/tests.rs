@@ -1,7 +1,12 @@
 use crate::{
     self as pallet_exchange_log, Bridges, Error, Event, ExchangeRecord, Id, KeyManagers, Target,
 };
-use frame_support::{assert_noop, assert_ok, derive_impl, traits::Contains, BoundedVec};
+use frame_support::{
+    assert_noop, assert_ok, derive_impl,
+    traits::{Contains, EitherOfDiverse, IsInVec},
+    BoundedVec,
+};
+use frame_system::{EnsureRoot, EnsureSignedBy};
 use sp_runtime::{BuildStorage, DispatchError};
 
 type Block = frame_system::mocking::MockBlock<Test>;
@@ -22,11 +27,9 @@ const OPERATOR: u64 = 1;
 const BRIDGE: u64 = 2;
 const STRANGER: u64 = 3;
 
-pub struct TestOperators;
-impl Contains<u64> for TestOperators {
-    fn contains(who: &u64) -> bool {
-        *who == OPERATOR
-    }
+frame_support::parameter_types! {
+    /// The one operator account of the tests.
+    pub Operator: Vec<u64> = vec![OPERATOR];
 }
 
 frame_support::parameter_types! {
@@ -36,7 +39,7 @@ frame_support::parameter_types! {
 
 impl pallet_exchange_log::Config for Test {
     type RuntimeEvent = RuntimeEvent;
-    type Operators = TestOperators;
+    type OperatorOrigin = EitherOfDiverse<EnsureRoot<u64>, EnsureSignedBy<IsInVec<Operator>, u64>>;
     type MaxBatch = MaxBatch;
     type MaxBridges = MaxBridges;
 }

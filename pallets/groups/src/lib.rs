@@ -2,7 +2,7 @@
 //!
 //! Groups are MQTT topics with a member list and a key per epoch.
 //!
-//! - Operators (root, or a member of the runtime's operator set) [`create`](Pallet::create_group)
+//! - Operators (whoever the runtime's `OperatorOrigin` admits) [`create`](Pallet::create_group)
 //!   groups and name each group's admin.
 //! - The admin (or an operator) [`add`](Pallet::add_member)s and
 //!   [`remove`](Pallet::remove_member)s members and sets whether non-members may publish.
@@ -164,8 +164,9 @@ pub mod pallet {
         /// The overarching event type.
         #[allow(deprecated)]
         type RuntimeEvent: From<Event<Self>> + IsType<<Self as frame_system::Config>::RuntimeEvent>;
-        /// The operators: accounts that may create groups and manage any group.
-        type Operators: Contains<Self::AccountId>;
+        /// Who may create groups and manage any group. An origin, so the runtime decides
+        /// (root, a membership set, a collective) without this pallet changing.
+        type OperatorOrigin: EnsureOrigin<Self::RuntimeOrigin>;
         /// The key managers: accounts that may call `set_epoch_key`.
         type KeyManagers: Contains<Self::AccountId>;
         /// The device registry: members must be registered, active devices.
@@ -590,20 +591,25 @@ pub mod pallet {
     }
 
     impl<T: Config> Pallet<T> {
+        /// A signed account that is not an operator gets the named error; anything else
+        /// that is not an operator (an unsigned origin) is a `BadOrigin`.
         fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
-            match ensure_signed_or_root(origin)? {
-                None => Ok(()),
-                Some(who) if T::Operators::contains(&who) => Ok(()),
-                Some(_) => Err(Error::<T>::NotOperator.into()),
-            }
+            let Err(origin) = T::OperatorOrigin::try_origin(origin) else {
+                return Ok(());
+            };
+            ensure_signed(origin)?;
+            Err(Error::<T>::NotOperator.into())
         }
 
         fn ensure_admin_or_operator(origin: OriginFor<T>, admin: &T::AccountId) -> DispatchResult {
-            match ensure_signed_or_root(origin)? {
-                None => Ok(()),
-                Some(who) if &who == admin || T::Operators::contains(&who) => Ok(()),
-                Some(_) => Err(Error::<T>::NotAdminOrOperator.into()),
-            }
+            let Err(origin) = T::OperatorOrigin::try_origin(origin) else {
+                return Ok(());
+            };
+            ensure!(
+                &ensure_signed(origin)? == admin,
+                Error::<T>::NotAdminOrOperator
+            );
+            Ok(())
         }
 
         /// Drops `device`'s membership and wraps; the caller updates `DeviceGroups` and

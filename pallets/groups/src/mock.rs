@@ -1,7 +1,11 @@
 //! A minimal runtime for the pallet's unit tests, with a device registry held in a map.
 
 use crate as pallet_groups;
-use frame_support::{derive_impl, traits::Contains};
+use frame_support::{
+    derive_impl,
+    traits::{Contains, EitherOfDiverse, IsInVec},
+};
+use frame_system::{EnsureRoot, EnsureSignedBy};
 use keymesh_primitives::{DeviceDirectory, DeviceStatus};
 use sp_runtime::BuildStorage;
 use std::{cell::RefCell, collections::BTreeMap};
@@ -25,12 +29,13 @@ pub const ADMIN: u64 = 2;
 pub const STRANGER: u64 = 3;
 pub const KEY_MANAGER: u64 = 4;
 
-pub struct TestOperators;
-impl Contains<u64> for TestOperators {
-    fn contains(who: &u64) -> bool {
-        *who == OPERATOR
-    }
+frame_support::parameter_types! {
+    /// The one operator account of the tests.
+    pub Operator: Vec<u64> = vec![OPERATOR];
 }
+
+/// Root or the one operator account, as the KeyMesh runtime wires it.
+pub type OperatorOrigin = EitherOfDiverse<EnsureRoot<u64>, EnsureSignedBy<IsInVec<Operator>, u64>>;
 
 pub struct TestKeyManagers;
 impl Contains<u64> for TestKeyManagers {
@@ -65,7 +70,7 @@ frame_support::parameter_types! {
 
 impl pallet_groups::Config for Test {
     type RuntimeEvent = RuntimeEvent;
-    type Operators = TestOperators;
+    type OperatorOrigin = OperatorOrigin;
     type KeyManagers = TestKeyManagers;
     type Devices = TestDevices;
     type MaxMembers = MaxMembers;
