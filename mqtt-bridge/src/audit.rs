@@ -1,14 +1,22 @@
-//! Audit: what the bridge forwarded or refused for a key reason, queued and written to the
-//! exchange log as one `exchange_log.record` call per block; and the writer that signs every
-//! chain write of the bridge, one at a time so nonces never race.
-
-use std::sync::Mutex;
+//! Audit: what the bridge forwarded or refused for a key reason, journaled (see
+//! [`crate::audit_journal`]) and written to the exchange log as one `exchange_log.record`
+//! call per block; and the writer that signs every chain write of the bridge, one at a time
+//! and each under a nonce the caller chooses, so nonces never race.
 
 use keymesh_primitives::Fingerprint;
-use subxt::dynamic::Value;
+use serde::{Deserialize, Serialize};
+use subxt::{
+    config::{DefaultExtrinsicParamsBuilder, RpcConfigFor},
+    dynamic::Value,
+    rpcs::{LegacyRpcMethods, RpcClient},
+    tx::Signer,
+    utils::AccountId32,
+    PolkadotConfig,
+};
 use subxt_signer::sr25519::Keypair;
 
 use crate::{
+    audit_journal::{AuditJournal, Batch, InFlight},
     chain::{Api, ChainError},
     gate::Target,
 };
@@ -17,7 +25,7 @@ use crate::{
 pub const MAX_BATCH: usize = 1024;
 
 /// One outcome for the exchange log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     Exchanged {
         sender: String,
@@ -79,78 +87,118 @@ impl Record {
     }
 }
 
-/// Records waiting for the next block.
-#[derive(Default)]
-pub struct AuditQueue {
-    records: Mutex<Vec<Record>>,
-}
-
-impl AuditQueue {
-    pub fn push(&self, record: Record) {
-        if let Ok(mut records) = self.records.lock() {
-            records.push(record);
-        }
-    }
-
-    /// Takes everything queued.
-    pub fn take(&self) -> Vec<Record> {
-        self.records
-            .lock()
-            .map(|mut r| std::mem::take(&mut *r))
-            .unwrap_or_default()
-    }
-
-    /// Puts records back at the front (a write failed; they go with the next block).
-    pub fn requeue(&self, mut batch: Vec<Record>) {
-        if let Ok(mut records) = self.records.lock() {
-            batch.append(&mut records);
-            *records = batch;
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.records.lock().map(|r| r.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// Signs and submits the bridge's calls, waiting for each to be finalized.
 pub struct Writer {
     api: Api,
+    /// For the nonce the transaction pool expects next (no typed subxt call reads it).
+    rpc: LegacyRpcMethods<RpcConfigFor<PolkadotConfig>>,
     signer: Keypair,
 }
 
+/// The bridge account as finalized state has it.
+#[derive(Clone, Copy, Debug)]
+pub struct Finalized {
+    pub block: u64,
+    /// Transactions of the bridge's in finalized blocks.
+    pub nonce: u64,
+}
+
+/// Why a write did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The node refused the transaction: it is in no pool and cannot land.
+    #[error("{0}")]
+    NotSubmitted(ChainError),
+    /// The transaction was in the pool, but it was not seen finalized: it may have landed.
+    #[error("{0}")]
+    Unsettled(ChainError),
+    /// The transaction is in a finalized block and its nonce is spent, but the call failed.
+    #[error("{0}")]
+    Failed(ChainError),
+}
+
 impl Writer {
-    pub fn new(api: Api, signer: Keypair) -> Self {
-        Writer { api, signer }
+    /// Connects the writer's own JSON-RPC client to `url`.
+    pub async fn connect(api: Api, url: &str, signer: Keypair) -> Result<Self, ChainError> {
+        let rpc = RpcClient::from_insecure_url(url)
+            .await
+            .map_err(|e| ChainError::Connect {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Writer {
+            api,
+            rpc: LegacyRpcMethods::new(rpc),
+            signer,
+        })
     }
 
-    async fn submit(&self, pallet: &str, call: &str, args: Vec<Value>) -> Result<(), ChainError> {
+    fn account(&self) -> AccountId32 {
+        <Keypair as Signer<PolkadotConfig>>::account_id(&self.signer)
+    }
+
+    /// The finalized block and the bridge account's nonce in it.
+    pub async fn finalized(&self) -> Result<Finalized, ChainError> {
+        let at = self.api.at_current_block().await.map_err(query)?;
+        let nonce = at
+            .tx()
+            .account_nonce(&self.account())
+            .await
+            .map_err(query)?;
+        Ok(Finalized {
+            block: at.block_number(),
+            nonce,
+        })
+    }
+
+    /// The nonce the node's transaction pool expects next from the bridge: past every
+    /// transaction of the bridge's that is ready to land.
+    pub async fn next_nonce(&self) -> Result<u64, ChainError> {
+        self.rpc
+            .system_account_next_index(&self.account())
+            .await
+            .map_err(query)
+    }
+
+    /// Signs `pallet.call(args)` with `nonce`, mortal for [`MORTALITY`] blocks from the
+    /// finalized block, submits it and waits for it to be finalized.
+    async fn submit(
+        &self,
+        pallet: &str,
+        call: &str,
+        args: Vec<Value>,
+        nonce: u64,
+    ) -> Result<(), WriteError> {
         let failed = |e: String| ChainError::Query(format!("{pallet}.{call}: {e}"));
         let payload = subxt::dynamic::tx(pallet, call, args);
-        self.api
+        let params = DefaultExtrinsicParamsBuilder::<PolkadotConfig>::new()
+            .nonce(nonce)
+            .mortal(MORTALITY)
+            .build();
+        let progress = self
+            .api
             .tx()
             .await
-            .map_err(|e| failed(e.to_string()))?
-            .sign_and_submit_then_watch_default(&payload, &self.signer)
+            .map_err(|e| WriteError::NotSubmitted(failed(e.to_string())))?
+            .sign_and_submit_then_watch(&payload, &self.signer, params)
             .await
-            .map_err(|e| failed(e.to_string()))?
-            .wait_for_finalized_success()
+            .map_err(|e| WriteError::NotSubmitted(failed(e.to_string())))?;
+        let in_block = progress
+            .wait_for_finalized()
             .await
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| WriteError::Unsettled(failed(e.to_string())))?;
+        in_block
+            .wait_for_success()
+            .await
+            .map_err(|e| WriteError::Failed(failed(e.to_string())))?;
         Ok(())
     }
 
-    /// Writes `records` to the exchange log, in calls of at most [`MAX_BATCH`].
-    pub async fn record(&self, records: &[Record]) -> Result<(), ChainError> {
-        for chunk in records.chunks(MAX_BATCH) {
-            let batch = Value::unnamed_composite(chunk.iter().map(Record::to_value));
-            self.submit("ExchangeLog", "record", vec![batch]).await?;
-        }
-        Ok(())
+    /// Writes `records` (at most [`MAX_BATCH`]) to the exchange log in one call.
+    pub async fn record(&self, records: &[Record], nonce: u64) -> Result<(), WriteError> {
+        let batch = Value::unnamed_composite(records.iter().map(Record::to_value));
+        self.submit("ExchangeLog", "record", vec![batch], nonce)
+            .await
     }
 
     /// Submits one `groups.set_epoch_key` call.
@@ -161,7 +209,7 @@ impl Writer {
         topic_public_key: &[u8],
         sealed_private_key: &[u8],
         wraps: &[(String, Vec<u8>)],
-    ) -> Result<(), ChainError> {
+    ) -> Result<(), WriteError> {
         let wraps = Value::unnamed_composite(wraps.iter().map(|(device, wrap)| {
             Value::unnamed_composite([Value::from_bytes(device), Value::from_bytes(wrap)])
         }));
@@ -172,31 +220,108 @@ impl Writer {
             Value::from_bytes(sealed_private_key),
             wraps,
         ];
-        self.submit("Groups", "set_epoch_key", args).await
+        let nonce = self.next_nonce().await.map_err(WriteError::NotSubmitted)?;
+        self.submit("Groups", "set_epoch_key", args, nonce).await
     }
+}
+
+/// The audit journal, shared by the forward loop (which appends) and the writer (which
+/// commits).
+pub type SharedJournal = std::sync::Mutex<AuditJournal>;
+
+/// Locks the journal. A panic elsewhere cannot leave it half-updated (every change is one
+/// file write or one rename), so a poisoned lock is still used.
+pub fn lock(journal: &SharedJournal) -> std::sync::MutexGuard<'_, AuditJournal> {
+    journal
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Finalized blocks after which every copy of a pinned batch is certainly dead: its
+/// mortality, with room for the finalized block moving between reading it and signing.
+const DEAD_AFTER: u64 = 4 * MORTALITY;
+
+/// Writes the journal's pending records, a batch at a time, until none is left or a write
+/// does not go through (the rest waits for the next flush).
+///
+/// Every copy of a batch is signed with the nonce pinned to it first, so however many
+/// copies a crash or a lost connection makes, at most one can land; the bridge's finalized
+/// nonce moving past the pinned one says it did. A batch gets a fresh nonce only when no
+/// copy can land any more.
+pub async fn flush(writer: &Writer, journal: &SharedJournal) {
+    loop {
+        // The lock is released before any await.
+        let next = lock(journal).next_batch(MAX_BATCH);
+        let Some(batch) = next else { return };
+        match write_batch(writer, journal, &batch).await {
+            Ok(()) => {
+                tracing::debug!("{} exchange record(s) written", batch.records.len());
+            }
+            Err(e) => {
+                tracing::warn!("exchange log write, will retry: {e}");
+                return;
+            }
+        }
+    }
+}
+
+async fn write_batch(
+    writer: &Writer,
+    journal: &SharedJournal,
+    batch: &Batch,
+) -> Result<(), String> {
+    let text = |e: &dyn std::fmt::Display| e.to_string();
+    let now = writer.finalized().await.map_err(|e| text(&e))?;
+    let nonce = match batch.in_flight {
+        Some(pinned) if now.nonce > pinned.nonce => {
+            // A copy sent before (perhaps before a restart) is in.
+            return lock(journal).commit(batch.end).map_err(|e| text(&e));
+        }
+        Some(pinned) if now.block <= pinned.signed_at.saturating_add(DEAD_AFTER) => {
+            let pool = writer.next_nonce().await.map_err(|e| text(&e))?;
+            if pool < pinned.nonce {
+                // A transaction below ours left the pool: our copies cannot land until they
+                // expire, and a fresh nonce now could let both land.
+                return Err(format!(
+                    "batch pinned to nonce {} waits for its copies to expire after block {}",
+                    pinned.nonce,
+                    pinned.signed_at.saturating_add(DEAD_AFTER)
+                ));
+            }
+            pinned.nonce
+        }
+        // A new batch, or one whose copies have all expired.
+        _ => writer.next_nonce().await.map_err(|e| text(&e))?,
+    };
+    lock(journal)
+        .pin(InFlight {
+            end: batch.end,
+            nonce,
+            signed_at: now.block,
+        })
+        .map_err(|e| text(&e))?;
+    match writer.record(&batch.records, nonce).await {
+        Ok(()) => lock(journal).commit(batch.end).map_err(|e| text(&e)),
+        Err(WriteError::Failed(e)) => {
+            // The nonce is spent on a call the runtime refused: the next try gets a new one.
+            lock(journal).unpin().map_err(|e| text(&e))?;
+            Err(text(&e))
+        }
+        // The pin stays: even a copy the node seemed to refuse might be in a pool.
+        Err(e) => Err(text(&e)),
+    }
+}
+
+/// Blocks a bridge transaction stays valid for, from the finalized block it is signed at.
+pub const MORTALITY: u64 = 32;
+
+fn query(e: impl std::fmt::Display) -> ChainError {
+    ChainError::Query(e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_queue_keeps_order_across_a_failed_write() {
-        let queue = AuditQueue::default();
-        let record = |n: u8| Record::Mismatch {
-            sender: "1111".into(),
-            target: Target::Device("1113".into()),
-            presented: [n; 32],
-            expected: [0; 32],
-        };
-        queue.push(record(1));
-        queue.push(record(2));
-        let batch = queue.take();
-        assert!(queue.is_empty());
-        queue.push(record(3));
-        queue.requeue(batch);
-        assert_eq!(queue.take(), vec![record(1), record(2), record(3)]);
-    }
 
     #[test]
     fn records_carry_the_runtime_field_names() {

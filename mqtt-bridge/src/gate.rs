@@ -77,7 +77,7 @@ impl Default for Limits {
 }
 
 /// Whom an envelope is for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     Device(String),
     Group(String),

@@ -10,11 +10,12 @@
 //! | gate | [`gate`] | pure rules, no I/O |
 //! | replay | [`replay`] | the replay window on disk, so it survives a restart |
 //! | forward | [`service`] | MQTT in, attested deliveries and refusals out |
-//! | audit | [`audit`] | one `exchange_log.record` per block |
+//! | audit | [`audit`], [`audit_journal`] | one `exchange_log.record` per block, journaled so a crash loses no record and doubles none |
 //! | keyman | [`keyman`] | new topic and epoch keys on `RekeyRequired` |
 //! | directory | [`directory`] | retained, attested key-directory entries on MQTT |
 
 pub mod audit;
+pub mod audit_journal;
 pub mod broker;
 pub mod chain;
 pub mod config;

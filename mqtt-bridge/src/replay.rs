@@ -51,13 +51,26 @@ impl Seen {
     }
 }
 
-/// Why the journal cannot be used.
+/// Why a journal (the replay window's or the audit queue's) cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("replay journal {path}: {source}")]
+#[error("{what} {path}: {source}")]
 pub struct JournalError {
+    what: &'static str,
     path: String,
     source: io::Error,
 }
+
+impl JournalError {
+    pub(crate) fn new(what: &'static str, path: &Path, source: io::Error) -> Self {
+        JournalError {
+            what,
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+const WHAT: &str = "replay journal";
 
 /// The open journal file.
 pub struct ReplayJournal {
@@ -72,10 +85,7 @@ impl ReplayJournal {
     /// window at `now_ms`, oldest first. The file is rewritten with just those.
     pub fn open(dir: &Path, name: &str, now_ms: u64) -> Result<(Self, Vec<Seen>), JournalError> {
         let path = dir.join(name);
-        let error = |source| JournalError {
-            path: path.display().to_string(),
-            source,
-        };
+        let error = |source| JournalError::new(WHAT, &path, source);
         std::fs::create_dir_all(dir).map_err(error)?;
         let mut live = Vec::new();
         match File::open(&path) {
@@ -125,10 +135,7 @@ impl ReplayJournal {
     }
 
     fn error(&self, source: io::Error) -> JournalError {
-        JournalError {
-            path: self.path.display().to_string(),
-            source,
-        }
+        JournalError::new(WHAT, &self.path, source)
     }
 
     /// Appends one forwarded message. It reaches the operating system before this returns.

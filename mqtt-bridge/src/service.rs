@@ -4,10 +4,11 @@
 //!   channel; it also asks the writer to flush the audit queue once per block and hands
 //!   `RekeyRequired` to keyman.
 //! - The forward loop (this task) reads `km/v1/in/+`, runs the gate against the latest
-//!   snapshot, publishes attested deliveries or refusals, and queues audit records. Incoming
-//!   messages are acknowledged only after their outcome is published, so a crash re-delivers
-//!   them rather than losing them; devices drop duplicates by message id. Forwarded message
-//!   ids go to the replay journal, so a restart does not reopen the replay window.
+//!   snapshot, publishes attested deliveries or refusals, and journals audit records. Incoming
+//!   messages are acknowledged only after their outcome is published and journaled, so a
+//!   crash re-delivers them rather than losing them; devices drop duplicates by message id.
+//!   Forwarded message ids go to the replay journal, so a restart does not reopen the replay
+//!   window.
 //! - The writer task signs every chain write, one at a time.
 
 use std::{
@@ -26,7 +27,8 @@ use subxt_signer::sr25519::Keypair;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    audit::{AuditQueue, Record, Writer},
+    audit::{self, lock, Record, SharedJournal, Writer},
+    audit_journal::AuditJournal,
     broker,
     chain::{self, Api},
     config::{BrokerChoice, Settings},
@@ -110,6 +112,26 @@ pub async fn run(
         remembered.len(),
         settings.state_dir.join(&journal_name).display()
     );
+    // The audit journal has every forwarded id before the replay journal does: a crash
+    // between the two appends must not make the redelivery a new exchange.
+    let audit_name = format!(
+        "audit-{}.log",
+        hex::encode(&settings.signer.public_key().0[..8])
+    );
+    let (audit_journal, restored) = AuditJournal::open(&settings.state_dir, &audit_name, now_ms())?;
+    tracing::info!(
+        "audit journal: {} record(s) not yet on chain",
+        restored.pending
+    );
+    let known: std::collections::HashSet<[u8; 16]> =
+        remembered.iter().map(|s| s.message_id).collect();
+    let mut journal = journal;
+    for seen in restored.forwarded {
+        if !known.contains(&seen.message_id) {
+            journal.append(seen)?;
+            gate.remember(seen);
+        }
+    }
     for seen in remembered {
         gate.remember(seen);
     }
@@ -144,9 +166,9 @@ pub async fn run(
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(first));
     let updated_at = Arc::new(AtomicU64::new(now_ms()));
 
-    let audit = Arc::new(AuditQueue::default());
+    let audit: Arc<SharedJournal> = Arc::new(std::sync::Mutex::new(audit_journal));
     let (write_tx, write_rx) = mpsc::unbounded_channel();
-    let writer = Writer::new(api.clone(), settings.signer.clone());
+    let writer = Writer::connect(api.clone(), &settings.node, settings.signer.clone()).await?;
     tokio::spawn(write_loop(writer, write_rx, audit.clone(), metrics.clone()));
 
     let (rekey_tx, rekey_rx) = mpsc::unbounded_channel();
@@ -207,7 +229,8 @@ pub async fn run(
     };
     forward.run(events, shutdown).await;
 
-    tracing::info!("shutting down: flushing {} audit record(s)", audit.len());
+    let pending = lock(&audit).pending();
+    tracing::info!("shutting down: flushing {pending} audit record(s)");
     let (done_tx, done_rx) = oneshot::channel();
     if write_tx.send(Write::FlushAudit(Some(done_tx))).is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(30), done_rx).await;
@@ -320,28 +343,27 @@ async fn follow_loop(
 async fn write_loop(
     writer: Writer,
     mut writes: mpsc::UnboundedReceiver<Write>,
-    audit: Arc<AuditQueue>,
+    audit: Arc<SharedJournal>,
     metrics: Metrics,
 ) {
     while let Some(write) = writes.recv().await {
         match write {
             Write::FlushAudit(done) => {
-                let batch = audit.take();
-                if !batch.is_empty() {
-                    match writer.record(&batch).await {
-                        Ok(()) => tracing::debug!("{} exchange record(s) written", batch.len()),
-                        Err(e) => {
-                            tracing::warn!("exchange log write failed, will retry: {e}");
-                            audit.requeue(batch);
-                        }
-                    }
-                }
-                metrics.audit_backlog.set(audit.len() as u64);
+                audit::flush(&writer, &audit).await;
+                metrics.audit_backlog.set(lock(&audit).pending() as u64);
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
             }
             Write::EpochKey(key) => {
+                // An audit batch in flight owns its nonce until it settles; nothing else
+                // may be signed in between, or it could take that nonce.
+                while lock(&audit).in_flight().is_some() {
+                    audit::flush(&writer, &audit).await;
+                    if lock(&audit).in_flight().is_some() {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
                 let mut ok = true;
                 for wraps in key.wraps.chunks(MAX_WRAPS_PER_CALL) {
                     let result = writer
@@ -458,7 +480,7 @@ struct Forward {
     compact_at: usize,
     signer: Keypair,
     snapshot: watch::Receiver<Arc<Snapshot>>,
-    audit: Arc<AuditQueue>,
+    audit: Arc<SharedJournal>,
     metrics: Metrics,
 }
 
@@ -492,6 +514,16 @@ impl Forward {
     fn sync_journal(&mut self) {
         if let Err(e) = self.journal.sync() {
             tracing::error!("{e}");
+        }
+        if let Err(e) = lock(&self.audit).sync() {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// Journals an audit record about the envelope `envelope_hash`.
+    fn audit(&self, record: Record, envelope_hash: [u8; 32], forwarded: Option<([u8; 16], u64)>) {
+        if let Err(e) = lock(&self.audit).append(record, envelope_hash, forwarded) {
+            tracing::error!("{e}; the exchange log will miss this record");
         }
     }
 
@@ -565,25 +597,31 @@ impl Forward {
                     return;
                 }
                 self.metrics.forwarded.inc();
+                // Audit first: at a restart the audit journal fills in the replay journal.
+                self.audit(
+                    Record::Exchanged {
+                        sender: accepted.sender,
+                        target: accepted.target,
+                        fingerprint: accepted.fingerprint,
+                        envelope_hash: accepted.envelope_hash,
+                        checked_at: snapshot.block_number,
+                    },
+                    accepted.envelope_hash,
+                    Some((accepted.message_id, accepted.expiry_ms)),
+                );
                 self.journal(Seen {
                     message_id: accepted.message_id,
                     envelope_hash: accepted.envelope_hash,
                     expiry_ms: accepted.expiry_ms,
                 });
-                self.audit.push(Record::Exchanged {
-                    sender: accepted.sender,
-                    target: accepted.target,
-                    fingerprint: accepted.fingerprint,
-                    envelope_hash: accepted.envelope_hash,
-                    checked_at: snapshot.block_number,
-                });
             }
-            Err(refused) => self.refuse(refused, &snapshot).await,
+            Err(refused) => self.refuse(refused, &snapshot, publish).await,
         }
-        self.metrics.audit_backlog.set(self.audit.len() as u64);
+        let pending = lock(&self.audit).pending();
+        self.metrics.audit_backlog.set(pending as u64);
     }
 
-    async fn refuse(&mut self, refused: Refused, snapshot: &Snapshot) {
+    async fn refuse(&mut self, refused: Refused, snapshot: &Snapshot, publish: &Publish) {
         let code = refused.reason.code();
         self.metrics.refused.with_label_values(&[code]).inc();
         let (presented, expected) = match &refused.reason {
@@ -625,12 +663,22 @@ impl Forward {
             Some(target),
         ) = (refused.reason, refused.target)
         {
-            self.audit.push(Record::Mismatch {
-                sender: refused.reported_to,
-                target,
-                presented,
-                expected,
-            });
+            let envelope_hash = keymesh_device::envelope_hash(&publish.payload);
+            // The broker's redelivery of an envelope refused before a crash is the same
+            // refusal, already journaled.
+            if publish.dup && lock(&self.audit).has_record_of(&envelope_hash) {
+                return;
+            }
+            self.audit(
+                Record::Mismatch {
+                    sender: refused.reported_to,
+                    target,
+                    presented,
+                    expected,
+                },
+                envelope_hash,
+                None,
+            );
         }
     }
 }
