@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use subxt::{
     config::{DefaultExtrinsicParamsBuilder, RpcConfigFor},
     dynamic::Value,
+    error::TransactionEventsError,
     rpcs::{LegacyRpcMethods, RpcClient},
     tx::Signer,
     utils::AccountId32,
@@ -112,7 +113,8 @@ pub enum WriteError {
     /// The transaction was in the pool, but it was not seen finalized: it may have landed.
     #[error("{0}")]
     Unsettled(ChainError),
-    /// The transaction is in a finalized block and its nonce is spent, but the call failed.
+    /// The transaction is in a finalized block and its nonce is spent, but the runtime
+    /// refused the call.
     #[error("{0}")]
     Failed(ChainError),
 }
@@ -187,11 +189,15 @@ impl Writer {
             .wait_for_finalized()
             .await
             .map_err(|e| WriteError::Unsettled(failed(e.to_string())))?;
-        in_block
-            .wait_for_success()
-            .await
-            .map_err(|e| WriteError::Failed(failed(e.to_string())))?;
-        Ok(())
+        match in_block.wait_for_success().await {
+            Ok(_) => Ok(()),
+            Err(
+                e @ (TransactionEventsError::ExtrinsicFailed(_)
+                | TransactionEventsError::CannotDecodeDispatchError { .. }),
+            ) => Err(WriteError::Failed(failed(e.to_string()))),
+            // Finalized, but its events could not be read: most likely it worked.
+            Err(e) => Err(WriteError::Unsettled(failed(e.to_string()))),
+        }
     }
 
     /// Writes `records` (at most [`MAX_BATCH`]) to the exchange log in one call.
