@@ -139,19 +139,20 @@ async fn main() {
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let (mut raw, mut gated) = (Vec::new(), Vec::new());
     for (round, batch) in rounds.chunks(n).enumerate() {
-        let raw_first = round % 2 == 0;
-        if raw_first {
-            raw.push(rate(
-                run(&sender, &mut receiver, raw_topic, raw_topic, batch).await,
-            ));
-        }
-        gated.push(rate(
-            run(&sender, &mut receiver, "km/v1/in/1111", &inbox, batch).await,
-        ));
-        if !raw_first {
-            raw.push(rate(
-                run(&sender, &mut receiver, raw_topic, raw_topic, batch).await,
-            ));
+        // `true` is the gated path; the broker alone goes first in even rounds.
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for gate in order {
+            let (ingress, egress) = if gate {
+                ("km/v1/in/1111", inbox.as_str())
+            } else {
+                (raw_topic, raw_topic)
+            };
+            let measured = rate(run(&sender, &mut receiver, ingress, egress, batch).await);
+            if gate { &mut gated } else { &mut raw }.push(measured);
         }
     }
     let median = |rates: &mut Vec<f64>| {

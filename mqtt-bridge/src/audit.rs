@@ -18,8 +18,9 @@ use subxt_signer::sr25519::Keypair;
 
 use crate::{
     audit_journal::{AuditJournal, Batch, InFlight},
-    chain::{Api, ChainError},
+    chain::{query, Api, ChainError},
     gate::Target,
+    replay::JournalError,
 };
 
 /// Most records in one `record` call: the runtime's `MaxBatch`.
@@ -247,6 +248,19 @@ pub fn lock(journal: &SharedJournal) -> std::sync::MutexGuard<'_, AuditJournal> 
 /// mortality, with room for the finalized block moving between reading it and signing.
 const DEAD_AFTER: u64 = 4 * MORTALITY;
 
+/// Why a flush stopped; the records stay journaled for the next one.
+#[derive(Debug, thiserror::Error)]
+enum FlushError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("batch pinned to nonce {nonce} waits for its copies to expire after block {after}")]
+    CopiesAlive { nonce: u64, after: u64 },
+}
+
 /// Writes the journal's pending records, a batch at a time, until none is left or a write
 /// does not go through (the rest waits for the next flush).
 ///
@@ -259,15 +273,24 @@ pub async fn flush(writer: &Writer, journal: &SharedJournal) {
         // The lock is released before any await.
         let next = lock(journal).next_batch(MAX_BATCH);
         let Some(batch) = next else { return };
-        match write_batch(writer, journal, &batch).await {
-            Ok(()) => {
-                tracing::debug!("{} exchange record(s) written", batch.records.len());
-            }
-            Err(e) => {
-                tracing::warn!("exchange log write, will retry: {e}");
-                return;
-            }
+        if let Err(e) = write_batch(writer, journal, &batch).await {
+            tracing::warn!("exchange log write, will retry: {e}");
+            return;
         }
+        tracing::debug!("{} exchange record(s) written", batch.records.len());
+    }
+}
+
+/// Flushes until no batch holds a pinned nonce, so that the caller may sign something else
+/// without taking that nonce.
+pub async fn settle(writer: &Writer, journal: &SharedJournal) {
+    loop {
+        flush(writer, journal).await;
+        if lock(journal).in_flight().is_none() {
+            return;
+        }
+        // Nothing else may be signed meanwhile; a pinned batch settles within its mortality.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
@@ -275,55 +298,46 @@ async fn write_batch(
     writer: &Writer,
     journal: &SharedJournal,
     batch: &Batch,
-) -> Result<(), String> {
-    let text = |e: &dyn std::fmt::Display| e.to_string();
-    let now = writer.finalized().await.map_err(|e| text(&e))?;
+) -> Result<(), FlushError> {
+    let now = writer.finalized().await?;
     let nonce = match batch.in_flight {
         Some(pinned) if now.nonce > pinned.nonce => {
             // A copy sent before (perhaps before a restart) is in.
-            return lock(journal).commit(batch.end).map_err(|e| text(&e));
+            return Ok(lock(journal).commit(batch.end)?);
         }
         Some(pinned) if now.block <= pinned.signed_at.saturating_add(DEAD_AFTER) => {
-            let pool = writer.next_nonce().await.map_err(|e| text(&e))?;
-            if pool < pinned.nonce {
+            if writer.next_nonce().await? < pinned.nonce {
                 // A transaction below ours left the pool: our copies cannot land until they
                 // expire, and a fresh nonce now could let both land.
-                return Err(format!(
-                    "batch pinned to nonce {} waits for its copies to expire after block {}",
-                    pinned.nonce,
-                    pinned.signed_at.saturating_add(DEAD_AFTER)
-                ));
+                return Err(FlushError::CopiesAlive {
+                    nonce: pinned.nonce,
+                    after: pinned.signed_at.saturating_add(DEAD_AFTER),
+                });
             }
             pinned.nonce
         }
         // A new batch, or one whose copies have all expired.
-        _ => writer.next_nonce().await.map_err(|e| text(&e))?,
+        _ => writer.next_nonce().await?,
     };
-    lock(journal)
-        .pin(InFlight {
-            end: batch.end,
-            nonce,
-            signed_at: now.block,
-        })
-        .map_err(|e| text(&e))?;
+    lock(journal).pin(InFlight {
+        end: batch.end,
+        nonce,
+        signed_at: now.block,
+    })?;
     match writer.record(&batch.records, nonce).await {
-        Ok(()) => lock(journal).commit(batch.end).map_err(|e| text(&e)),
-        Err(WriteError::Failed(e)) => {
+        Ok(()) => Ok(lock(journal).commit(batch.end)?),
+        Err(e @ WriteError::Failed(_)) => {
             // The nonce is spent on a call the runtime refused: the next try gets a new one.
-            lock(journal).unpin().map_err(|e| text(&e))?;
-            Err(text(&e))
+            lock(journal).unpin()?;
+            Err(e.into())
         }
         // The pin stays: even a copy the node seemed to refuse might be in a pool.
-        Err(e) => Err(text(&e)),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Blocks a bridge transaction stays valid for, from the finalized block it is signed at.
 pub const MORTALITY: u64 = 32;
-
-fn query(e: impl std::fmt::Display) -> ChainError {
-    ChainError::Query(e.to_string())
-}
 
 #[cfg(test)]
 mod tests {

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     audit::Record,
-    replay::{JournalError, Seen},
+    replay::{replace_file, JournalError, Seen},
 };
 
 const WHAT: &str = "audit journal";
@@ -191,16 +191,12 @@ impl AuditJournal {
     }
 
     fn rewrite(path: &Path, entries: &[&Entry]) -> io::Result<File> {
-        let fresh = path.with_extension("new");
-        {
-            let mut out = io::BufWriter::new(File::create(&fresh)?);
-            for entry in entries {
-                serde_json::to_writer(&mut out, entry)?;
-                out.write_all(b"\n")?;
-            }
-            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        }
-        std::fs::rename(&fresh, path)?;
+        replace_file(path, |out| {
+            entries.iter().try_for_each(|entry| {
+                serde_json::to_writer(&mut *out, entry)?;
+                out.write_all(b"\n")
+            })
+        })?;
         OpenOptions::new().append(true).open(path)
     }
 
@@ -307,13 +303,7 @@ impl AuditJournal {
         let error = |source| JournalError::new(WHAT, &self.cursor_path, source);
         let json = serde_json::to_vec(&cursor)
             .map_err(|e| error(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-        let fresh = self.cursor_path.with_extension("new");
-        {
-            let mut out = File::create(&fresh).map_err(error)?;
-            out.write_all(&json).map_err(error)?;
-            out.sync_all().map_err(error)?;
-        }
-        std::fs::rename(&fresh, &self.cursor_path).map_err(error)?;
+        replace_file(&self.cursor_path, |out| out.write_all(&json)).map_err(error)?;
         self.cursor = cursor;
         Ok(())
     }

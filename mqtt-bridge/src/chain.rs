@@ -26,7 +26,7 @@ pub enum ChainError {
     Query(String),
 }
 
-fn query(e: impl std::fmt::Display) -> ChainError {
+pub(crate) fn query(e: impl std::fmt::Display) -> ChainError {
     ChainError::Query(e.to_string())
 }
 

@@ -72,6 +72,19 @@ impl JournalError {
 
 const WHAT: &str = "replay journal";
 
+/// Puts what `write` writes in place of `path` with one rename, after syncing it under
+/// `<path>.new`: a crash leaves the old file or the new one, never part of either.
+pub(crate) fn replace_file(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> io::Result<()> {
+    let fresh = path.with_extension("new");
+    let mut out = BufWriter::new(File::create(&fresh)?);
+    write(&mut out)?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&fresh, path)
+}
+
 /// The open journal file.
 pub struct ReplayJournal {
     path: PathBuf,
@@ -122,15 +135,10 @@ impl ReplayJournal {
     /// Writes `live` to a new file and puts it in place of `path`, returning it open for
     /// appending.
     fn rewrite(path: &Path, live: &[Seen]) -> io::Result<File> {
-        let fresh = path.with_extension("new");
-        {
-            let mut out = BufWriter::new(File::create(&fresh)?);
-            for seen in live {
-                out.write_all(&seen.to_bytes())?;
-            }
-            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        }
-        std::fs::rename(&fresh, path)?;
+        replace_file(path, |out| {
+            live.iter()
+                .try_for_each(|seen| out.write_all(&seen.to_bytes()))
+        })?;
         OpenOptions::new().append(true).open(path)
     }
 

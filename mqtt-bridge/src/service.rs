@@ -105,7 +105,8 @@ pub async fn run(
         "replay-{}.log",
         hex::encode(&settings.signer.public_key().0[..8])
     );
-    let (journal, remembered) = ReplayJournal::open(&settings.state_dir, &journal_name, now_ms())?;
+    let (mut journal, remembered) =
+        ReplayJournal::open(&settings.state_dir, &journal_name, now_ms())?;
     let mut gate = Gate::new(settings.limits.clone());
     tracing::info!(
         "replay window: {} message id(s) remembered from {}",
@@ -125,7 +126,6 @@ pub async fn run(
     );
     let known: std::collections::HashSet<[u8; 16]> =
         remembered.iter().map(|s| s.message_id).collect();
-    let mut journal = journal;
     for seen in restored.forwarded {
         if !known.contains(&seen.message_id) {
             journal.append(seen)?;
@@ -149,7 +149,7 @@ pub async fn run(
     }
 
     let api = connect_chain(&settings.node).await?;
-    let at = api.at_current_block().await.map_err(chain_error)?;
+    let at = api.at_current_block().await.map_err(chain::query)?;
     let first = chain::snapshot(&at).await?;
     tracing::info!(
         "key cache at finalized #{}: {} devices, {} groups",
@@ -239,10 +239,6 @@ pub async fn run(
     Ok(())
 }
 
-fn chain_error(e: impl std::fmt::Display) -> chain::ChainError {
-    chain::ChainError::Query(e.to_string())
-}
-
 /// Connects to the node, retrying for a minute while it starts.
 async fn connect_chain(url: &str) -> Result<Api, chain::ChainError> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -308,9 +304,9 @@ async fn follow_loop(
         tracing::debug!("following finalized blocks");
         while let Some(block) = blocks.next().await {
             let result = async {
-                let block = block.map_err(chain_error)?;
+                let block = block.map_err(chain::query)?;
                 tracing::debug!("finalized #{}", block.number());
-                let at = block.at().await.map_err(chain_error)?;
+                let at = block.at().await.map_err(chain::query)?;
                 let changes = chain::changes(&at).await?;
                 let current = snapshot_tx.borrow().clone();
                 if u64::from(current.block_number) >= at.block_number() {
@@ -356,14 +352,7 @@ async fn write_loop(
                 }
             }
             Write::EpochKey(key) => {
-                // An audit batch in flight owns its nonce until it settles; nothing else
-                // may be signed in between, or it could take that nonce.
-                while lock(&audit).in_flight().is_some() {
-                    audit::flush(&writer, &audit).await;
-                    if lock(&audit).in_flight().is_some() {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
+                audit::settle(&writer, &audit).await;
                 let mut ok = true;
                 for wraps in key.wraps.chunks(MAX_WRAPS_PER_CALL) {
                     let result = writer

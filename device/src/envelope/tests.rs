@@ -202,22 +202,22 @@ fn signatures_with_another_salt_length_are_refused() {
     // default is the maximum) is not speaking this format, even though its key is right.
     let (s, r) = (key("1111"), key("1113"));
     let env = seal_direct("1111", &s, "1113", &r.to_public_key(), 0, b"m").unwrap();
-    for salt_len in [0usize, 20, 64] {
+    for (salt_len, expected) in [
+        (0usize, Err(EnvelopeError::BadSignature)),
+        (20, Err(EnvelopeError::BadSignature)),
+        (64, Err(EnvelopeError::BadSignature)),
+        (32, Ok(())),
+    ] {
         let mut resigned = env.clone();
         resigned.signature = BlindedSigningKey::<Sha256>::new_with_salt_len(s.clone(), salt_len)
             .sign_with_rng(&mut OsRng, &resigned.signed_bytes())
             .to_vec();
         assert_eq!(
-            verify_signature(&resigned.to_bytes(), &s.to_public_key()).unwrap_err(),
-            EnvelopeError::BadSignature,
+            verify_signature(&resigned.to_bytes(), &s.to_public_key()).map(|_| ()),
+            expected,
             "salt of {salt_len} bytes"
         );
     }
-    let mut resigned = env.clone();
-    resigned.signature = BlindedSigningKey::<Sha256>::new_with_salt_len(s.clone(), 32)
-        .sign_with_rng(&mut OsRng, &resigned.signed_bytes())
-        .to_vec();
-    assert!(verify_signature(&resigned.to_bytes(), &s.to_public_key()).is_ok());
 }
 
 #[test]
