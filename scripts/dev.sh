@@ -73,7 +73,7 @@ if [ -z "${KEYMESH_NO_BRIDGE:-}" ]; then
         tail -40 "$base/bridge.log" >&2
         exit 1
     fi
-    bridge_line="  MQTT broker (embedded):      mqtt://127.0.0.1:$MQTT_PORT
+    bridge_line="  MQTT for devices (front):    mqtt://127.0.0.1:$MQTT_PORT (device id + connect proof; audience keymesh-dev)
   Bridge metrics:              http://127.0.0.1:$BRIDGE_METRICS_PORT/metrics
   Bridge key (trust it):       $(bridge_key_hex)
   Bridge log:                  $base/bridge.log

@@ -1,4 +1,5 @@
-//! Writes the envelope test vectors of `docs/envelope.md` into `testdata/vectors/`.
+//! Writes the envelope test vectors of `docs/envelope.md` and the connect-proof vector of
+//! `docs/connect-proof.md` into `testdata/vectors/`.
 //! Deterministic: a seeded ChaCha20 generator stands in for the OS's randomness.
 #![allow(clippy::unwrap_used)]
 
@@ -7,7 +8,7 @@ use std::path::Path;
 use codec::Encode;
 use keymesh_device::{
     envelope::{seal_with, Kind, SealRequest},
-    keys,
+    keys, ConnectProof,
 };
 use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 
@@ -87,4 +88,30 @@ fn main() {
         std::fs::write(out.join(format!("{name}.bin")), env.to_bytes()).unwrap();
         println!("wrote {name}");
     }
+    write_connect_proof(&out, &sender);
+}
+
+/// The connect proof of device 1111 for audience `keymesh-dev`.
+fn write_connect_proof(out: &Path, key: &rsa::RsaPrivateKey) {
+    let mut rng = ChaCha20Rng::from_seed([0x42; 32]);
+    let proof = ConnectProof::make_with(
+        &mut rng,
+        "1111",
+        "keymesh-dev",
+        1_790_000_000_000,
+        [0x5a; 16],
+        key,
+    )
+    .unwrap();
+    let json = format!(
+        "{{\n  \"name\": \"connect-proof\",\n  \"device\": \"1111\",\n  \"audience\": \"keymesh-dev\",\n  \"timestamp_ms\": 1790000000000,\n  \"nonce_hex\": \"{n}\",\n  \"claim_hex\": \"{c}\",\n  \"signed_bytes_hex\": \"{sb}\",\n  \"signature_hex\": \"{sig}\",\n  \"proof_hex\": \"{p}\",\n  \"password\": \"{pw}\"\n}}\n",
+        n = hex::encode(proof.claim.nonce),
+        c = hex::encode(proof.claim.encode()),
+        sb = hex::encode(proof.claim.signed_bytes()),
+        sig = hex::encode(&proof.signature),
+        p = hex::encode(proof.encode()),
+        pw = proof.to_password(),
+    );
+    std::fs::write(out.join("connect-proof.json"), json).unwrap();
+    println!("wrote connect-proof");
 }

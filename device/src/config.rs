@@ -6,6 +6,8 @@ use serde::Deserialize;
 
 /// Default MQTT port.
 pub const DEFAULT_MQTT_PORT: u16 = 1883;
+/// The audience a dev bridge's front expects when none is configured.
+pub const DEFAULT_AUDIENCE: &str = "keymesh-dev";
 
 /// The TOML file's fields; every one is optional and a flag overrides it.
 ///
@@ -14,6 +16,8 @@ pub const DEFAULT_MQTT_PORT: u16 = 1883;
 /// device_id = "1111"
 /// key = "/var/lib/keymesh/1111.key.pem"
 /// peers_dir = "/var/lib/keymesh/peers"
+/// # the deployment name the broker's front expects in connect proofs
+/// audience = "plant-7"
 /// # sr25519 public keys of the bridges whose attested deliveries `listen` accepts
 /// trusted_bridges = ["0x1cbd2d43530a44705ad088af313e18f80b53ef16b36177cd4b77b846f2a5f07c"]
 /// ```
@@ -25,6 +29,7 @@ pub struct FileConfig {
     pub key: Option<PathBuf>,
     pub peers_dir: Option<PathBuf>,
     pub trusted_bridges: Option<Vec<String>>,
+    pub audience: Option<String>,
 }
 
 /// Why the configuration is unusable.
@@ -41,6 +46,8 @@ pub enum ConfigError {
     BadBroker(String),
     #[error("device id {0:?} is not 1..64 bytes of [A-Za-z0-9._-]")]
     BadDeviceId(String),
+    #[error("audience {0:?} is not 1..64 bytes of [A-Za-z0-9._-]")]
+    BadAudience(String),
     #[error("bridge key {0:?} is not 64 hex digits (an sr25519 public key)")]
     BadBridgeKey(String),
     #[error("missing setting: {0} (give it in the config file or as a flag)")]
@@ -103,6 +110,13 @@ pub fn device_id(id: &str) -> Result<String, ConfigError> {
     keymesh_primitives::validate_id(id.as_bytes())
         .map(|()| id.to_string())
         .map_err(|_| ConfigError::BadDeviceId(id.to_string()))
+}
+
+/// Checks an audience (a deployment name): the same syntax as ids.
+pub fn audience(name: &str) -> Result<String, ConfigError> {
+    keymesh_primitives::validate_id(name.as_bytes())
+        .map(|()| name.to_string())
+        .map_err(|_| ConfigError::BadAudience(name.to_string()))
 }
 
 #[cfg(test)]

@@ -10,12 +10,15 @@
 
 pub mod attestation;
 pub mod config;
+pub mod connect_proof;
 pub mod envelope;
 pub mod keys;
 pub mod mqtt;
+pub mod pss;
 pub mod topic_key;
 
 pub use attestation::{envelope_hash, Attestation, AttestationError, Delivery};
+pub use connect_proof::{ConnectProof, ConnectProofError};
 pub use envelope::{
     open, seal_direct, seal_topic, verify_signature, Envelope, EnvelopeError, Header, Kind, Opened,
     ENVELOPE_VERSION, MAX_ENVELOPE_LEN, MAX_PAYLOAD_LEN,

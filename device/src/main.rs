@@ -37,6 +37,10 @@ struct Cli {
     /// Folder of other devices' public keys, named `<device>.spki.pem` or `.spki.der`.
     #[arg(long, global = true)]
     peers_dir: Option<PathBuf>,
+    /// The deployment name the broker's front expects in connect proofs
+    /// [default: keymesh-dev].
+    #[arg(long, global = true)]
+    audience: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -144,6 +148,19 @@ struct Device {
     id: String,
     key: RsaPrivateKey,
     peers_dir: Option<PathBuf>,
+    audience: String,
+}
+
+impl Device {
+    /// The login for one connection, told apart from the device's others by `tag`.
+    fn login<'a>(&'a self, tag: &'a str) -> mqtt::DeviceLogin<'a> {
+        mqtt::DeviceLogin {
+            device: &self.id,
+            key: &self.key,
+            audience: &self.audience,
+            tag: Some(tag),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -194,11 +211,17 @@ async fn run(cli: Cli) -> Result<()> {
         let key = key_path
             .as_deref()
             .ok_or(config::ConfigError::Missing("key"))?;
+        let audience = cli
+            .audience
+            .clone()
+            .or(file.audience.clone())
+            .unwrap_or_else(|| config::DEFAULT_AUDIENCE.into());
         Ok(Device {
             broker: Broker::parse(&broker)?,
             id: config::device_id(&id)?,
             key: keys::read_private(key)?,
             peers_dir: peers_dir.clone(),
+            audience: config::audience(&audience)?,
         })
     };
 
@@ -336,10 +359,10 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn publish(device: &Device, env: Envelope) -> Result<()> {
     let id = hex::encode(env.header.message_id);
-    let client_id = format!("{}-send-{}", device.id, &id[..8]);
+    let tag = format!("send-{}", &id[..8]);
     mqtt::publish_acked(
         &device.broker,
-        &client_id,
+        &device.login(&tag),
         &mqtt::ingress_topic(&device.id),
         env.to_bytes(),
         Duration::from_secs(10),
@@ -369,8 +392,7 @@ async fn listen(
             keys::read_private(Path::new(path))?,
         );
     }
-    let (client, mut events) =
-        mqtt::connect(&device.broker, &format!("{}-listen", device.id)).await?;
+    let (client, mut events) = mqtt::connect(&device.broker, &device.login("listen")).await?;
     let inbox = mqtt::inbox_topic(&device.id);
     client.subscribe(inbox.clone(), QoS::AtLeastOnce).await?;
     for topic in group_keys.keys() {
@@ -389,11 +411,14 @@ async fn listen(
             Err(e) => return Err(format!("MQTT connection lost: {e}").into()),
         };
         handled += 1;
-        let reader = group_keys.get(&publish.topic).unwrap_or(&device.key);
+        let (reader, addressed_to) = match group_keys.get(&publish.topic) {
+            Some(key) => (key, Addressee::Group(group_of(&publish.topic))),
+            None => (&device.key, Addressee::Device(&device.id)),
+        };
         match describe(
             &publish.payload,
             trusted,
-            reader,
+            (reader, addressed_to),
             device.peers_dir.as_deref(),
             &mut seen,
         ) {
@@ -405,17 +430,53 @@ async fn listen(
     Ok(())
 }
 
-/// Verifies a delivery's attestation, then opens its envelope and drops duplicates.
+/// Whom a topic's deliveries must be addressed to.
+enum Addressee<'a> {
+    Device(&'a str),
+    Group(&'a str),
+}
+
+/// The group of a `km/v1/grp/<group>/msgs` topic.
+fn group_of(topic: &str) -> &str {
+    topic
+        .strip_prefix("km/v1/grp/")
+        .and_then(|rest| rest.strip_suffix("/msgs"))
+        .unwrap_or("")
+}
+
+/// Refuses an envelope that was not sealed for where it arrived: a delivery to this
+/// device's inbox must name this device, one on a group's topic that group.
+fn check_addressed(
+    header: &envelope::Header,
+    to: &Addressee<'_>,
+) -> std::result::Result<(), String> {
+    let target = String::from_utf8_lossy(&header.target);
+    let (kind, expected) = match to {
+        Addressee::Device(id) => (envelope::Kind::Direct, *id),
+        Addressee::Group(id) => (envelope::Kind::Topic, *id),
+    };
+    if header.kind != kind || target != expected {
+        return Err(format!(
+            "not addressed here: a {:?} envelope for {target:?} on the topic of {expected:?}",
+            header.kind
+        ));
+    }
+    Ok(())
+}
+
+/// Verifies a delivery's attestation and addressee, then opens its envelope and drops
+/// duplicates.
 fn describe(
     delivery: &[u8],
     trusted: &[[u8; 32]],
-    reader: &RsaPrivateKey,
+    (reader, addressed_to): (&RsaPrivateKey, Addressee<'_>),
     peers_dir: Option<&Path>,
     seen: &mut std::collections::HashSet<[u8; 16]>,
 ) -> std::result::Result<String, String> {
     let delivery = Delivery::verify(delivery, trusted).map_err(|e| e.to_string())?;
     let bytes = &delivery.envelope[..];
     let decoded = Envelope::decode_bounded(bytes).map_err(|e| e.to_string())?;
+    check_addressed(&decoded.header, &addressed_to)?;
     let sender = String::from_utf8_lossy(&decoded.header.sender).into_owned();
     let sender_key: RsaPublicKey = peer_key(peers_dir, &sender).map_err(|e| e.to_string())?;
     let opened = envelope::open(bytes, reader, &sender_key).map_err(|e| e.to_string())?;

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use rsa::RsaPrivateKey;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 
-use crate::{config::Broker, envelope::MAX_ENVELOPE_LEN};
+use crate::{config::Broker, envelope::MAX_ENVELOPE_LEN, ConnectProof};
 
 /// Topic a device publishes its envelopes to; the bridge checks them there.
 pub fn ingress_topic(sender: &str) -> String {
@@ -35,22 +36,55 @@ pub enum MqttError {
     Client(#[from] rumqttc::ClientError),
     #[error("no acknowledgement from the broker within {0:?}")]
     Timeout(Duration),
+    #[error("cannot make a connect proof: {0}")]
+    Proof(#[from] crate::ConnectProofError),
 }
 
-/// Connection options for a device: envelopes up to [`MAX_ENVELOPE_LEN`] in both directions.
-pub fn options(broker: &Broker, client_id: &str) -> MqttOptions {
-    let mut options = MqttOptions::new(client_id, broker.host.clone(), broker.port);
-    options.set_keep_alive(Duration::from_secs(30));
-    options.set_max_packet_size(MAX_ENVELOPE_LEN + 1024, MAX_ENVELOPE_LEN + 1024);
-    options
+/// What a device presents at CONNECT: its id as username and client id (with an optional
+/// tag, `1111:listen`, so that one device can hold several connections), and a fresh
+/// connect proof signed with its key as password (`docs/connect-proof.md`).
+pub struct DeviceLogin<'a> {
+    pub device: &'a str,
+    pub key: &'a RsaPrivateKey,
+    /// The deployment's name, which the front checks.
+    pub audience: &'a str,
+    /// Tells this connection from the device's others; `None` for the plain device id.
+    pub tag: Option<&'a str>,
+}
+
+impl DeviceLogin<'_> {
+    /// The MQTT client id.
+    pub fn client_id(&self) -> String {
+        match self.tag {
+            Some(tag) => format!("{}:{tag}", self.device),
+            None => self.device.to_string(),
+        }
+    }
+
+    /// Puts a fresh proof into `options`. Each proof is accepted once, so call this again
+    /// before every reconnect (`EventLoop::mqtt_options`).
+    pub fn refresh(&self, options: &mut MqttOptions) -> Result<(), MqttError> {
+        let proof = ConnectProof::make(self.device, self.audience, self.key)?;
+        options.set_credentials(self.device, proof.to_password());
+        Ok(())
+    }
+
+    /// Connection options: envelopes up to [`MAX_ENVELOPE_LEN`] in both directions.
+    pub fn options(&self, broker: &Broker) -> Result<MqttOptions, MqttError> {
+        let mut options = MqttOptions::new(self.client_id(), broker.host.clone(), broker.port);
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(MAX_ENVELOPE_LEN + 1024, MAX_ENVELOPE_LEN + 1024);
+        self.refresh(&mut options)?;
+        Ok(options)
+    }
 }
 
 /// Connects and waits for the broker's CONNACK.
 pub async fn connect(
     broker: &Broker,
-    client_id: &str,
+    login: &DeviceLogin<'_>,
 ) -> Result<(AsyncClient, EventLoop), MqttError> {
-    let (client, mut events) = AsyncClient::new(options(broker, client_id), 64);
+    let (client, mut events) = AsyncClient::new(login.options(broker)?, 64);
     let broker_name = format!("{}:{}", broker.host, broker.port);
     loop {
         match events.poll().await {
@@ -69,12 +103,12 @@ pub async fn connect(
 /// Publishes `payload` at QoS 1 and returns once the broker acknowledged it.
 pub async fn publish_acked(
     broker: &Broker,
-    client_id: &str,
+    login: &DeviceLogin<'_>,
     topic: &str,
     payload: Vec<u8>,
     within: Duration,
 ) -> Result<(), MqttError> {
-    let (client, mut events) = connect(broker, client_id).await?;
+    let (client, mut events) = connect(broker, login).await?;
     client
         .publish(topic, QoS::AtLeastOnce, false, payload)
         .await?;

@@ -209,7 +209,7 @@ fn send_and_listen_through_a_real_broker() {
 
     let mut listener = Reaped(
         device_cmd(&broker, "1113", &peers)
-            .args(["listen", "--count", "4", "--trust-bridge", &alice_hex()])
+            .args(["listen", "--count", "5", "--trust-bridge", &alice_hex()])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -285,24 +285,41 @@ fn send_and_listen_through_a_real_broker() {
     relay(&sealed_path);
     // Attested by a bridge the device trusts: opened; the same delivery again is a duplicate.
     let sealed = std::fs::read(&sealed_path).unwrap();
-    let attested = |bridge: &sr25519::Keypair, name: &str| {
+    let attested_envelope = |bridge: &sr25519::Keypair, name: &str, envelope: &[u8]| {
         let path = dir.path().join(name);
         let delivery = Delivery {
-            attestation: Attestation::sign(bridge, &sealed, 7, [7; 32]),
-            envelope: sealed.clone(),
+            attestation: Attestation::sign(bridge, envelope, 7, [7; 32]),
+            envelope: envelope.to_vec(),
         };
         std::fs::write(&path, delivery.to_bytes()).unwrap();
         path
     };
+    let attested = |bridge: &sr25519::Keypair, name: &str| attested_envelope(bridge, name, &sealed);
     let trusted = attested(&sr25519::dev::alice(), "trusted.bin");
     relay(&trusted);
     relay(&trusted);
     // Attested by a bridge it does not trust: refused.
     relay(&attested(&sr25519::dev::bob(), "untrusted.bin"));
+    // Addressed to 1112, though sealed under 1113's key (it would open): not for this inbox.
+    let misrouted = keymesh_device::seal_direct(
+        "1111",
+        &keymesh_device::keys::read_private(&testdata("1111.key.pem")).unwrap(),
+        "1112",
+        &keymesh_device::keys::read_public(&testdata("1113.spki.pem")).unwrap(),
+        0,
+        b"for 1112",
+    )
+    .unwrap()
+    .to_bytes();
+    relay(&attested_envelope(
+        &sr25519::dev::alice(),
+        "misrouted.bin",
+        &misrouted,
+    ));
 
     let out = listener.0.stdout.take().unwrap();
     let lines: Vec<String> = BufReader::new(out).lines().map(|l| l.unwrap()).collect();
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
     assert!(
         lines[0].contains("cannot open: not an attested delivery"),
         "{}",
@@ -324,5 +341,10 @@ fn send_and_listen_through_a_real_broker() {
         lines[3].contains("which this device does not trust"),
         "{}",
         lines[3]
+    );
+    assert!(
+        lines[4].contains("cannot open: not addressed here"),
+        "{}",
+        lines[4]
     );
 }

@@ -2,10 +2,13 @@
 //! agrees on the RSA-OAEP and RSA-PSS primitives in both directions.
 #![allow(clippy::unwrap_used)]
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use codec::Encode;
-use keymesh_device::{envelope, keys, Envelope};
+use keymesh_device::{envelope, keys, ConnectProof, Envelope};
 use rand::rngs::OsRng;
 use rsa::{
     pss::{Signature, VerifyingKey},
@@ -85,6 +88,26 @@ fn openssl(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// OpenSSL's verdict on an RSA-PSS signature as KeyMesh fixes it (SHA-256, MGF1-SHA-256,
+/// salt 32) over the file `data`.
+fn openssl_verify_pss(spki: &Path, signature: &Path, data: &Path) -> std::process::Output {
+    openssl(&[
+        "dgst",
+        "-sha256",
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sigopt",
+        "rsa_pss_saltlen:32",
+        "-sigopt",
+        "rsa_mgf1_md:sha256",
+        "-verify",
+        spki.to_str().unwrap(),
+        "-signature",
+        signature.to_str().unwrap(),
+        data.to_str().unwrap(),
+    ])
+}
+
 #[test]
 fn openssl_unwraps_our_keys_and_verifies_our_signatures() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,23 +146,7 @@ fn openssl_unwraps_our_keys_and_verifies_our_signatures() {
         let sig = dir.path().join(format!("{name}.sig"));
         std::fs::write(&signed, hex_field(&v, "signed_bytes_hex")).unwrap();
         std::fs::write(&sig, hex_field(&v, "signature_hex")).unwrap();
-        let verify = |data: &PathBuf| {
-            openssl(&[
-                "dgst",
-                "-sha256",
-                "-sigopt",
-                "rsa_padding_mode:pss",
-                "-sigopt",
-                "rsa_pss_saltlen:32",
-                "-sigopt",
-                "rsa_mgf1_md:sha256",
-                "-verify",
-                td.join("1111.spki.pem").to_str().unwrap(),
-                "-signature",
-                sig.to_str().unwrap(),
-                data.to_str().unwrap(),
-            ])
-        };
+        let verify = |data: &PathBuf| openssl_verify_pss(&td.join("1111.spki.pem"), &sig, data);
         let out = verify(&signed);
         assert!(
             out.status.success(),
@@ -223,4 +230,54 @@ fn we_unwrap_and_verify_what_openssl_makes() {
     assert!(VerifyingKey::<Sha256>::new(sender)
         .verify(b"signed by openssl", &signature)
         .is_ok());
+}
+
+#[test]
+fn the_connect_proof_vector_reads_verifies_and_openssl_agrees() {
+    let dir = testdata().join("vectors");
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("connect-proof.json")).unwrap()).unwrap();
+    let proof = ConnectProof::from_password(v["password"].as_str().unwrap().as_bytes()).unwrap();
+    assert_eq!(proof.encode(), hex_field(&v, "proof_hex"));
+    assert_eq!(proof.claim.encode(), hex_field(&v, "claim_hex"));
+    assert_eq!(
+        proof.claim.signed_bytes(),
+        hex_field(&v, "signed_bytes_hex")
+    );
+    assert_eq!(proof.signature, hex_field(&v, "signature_hex"));
+    assert_eq!(proof.device(), v["device"].as_str().unwrap());
+    assert_eq!(proof.audience(), v["audience"].as_str().unwrap());
+    assert_eq!(
+        proof.claim.timestamp_ms,
+        v["timestamp_ms"].as_u64().unwrap()
+    );
+    assert_eq!(proof.claim.nonce.to_vec(), hex_field(&v, "nonce_hex"));
+    // The claim as docs/connect-proof.md lays it out, byte by byte.
+    let mut claim = vec![1u8, 4 << 2];
+    claim.extend_from_slice(b"1111");
+    claim.push(11 << 2);
+    claim.extend_from_slice(b"keymesh-dev");
+    claim.extend_from_slice(&1_790_000_000_000u64.to_le_bytes());
+    claim.extend_from_slice(&[0x5a; 16]);
+    assert_eq!(claim, hex_field(&v, "claim_hex"));
+    assert_eq!(
+        hex_field(&v, "signed_bytes_hex"),
+        [b"keymesh/connect-proof/v1".as_slice(), &claim].concat()
+    );
+    let public = keys::read_public(&testdata().join("1111.spki.pem")).unwrap();
+    proof.verify(&public).unwrap();
+    let other = keys::read_public(&testdata().join("1112.spki.pem")).unwrap();
+    assert!(proof.verify(&other).is_err());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (signed, sig) = (tmp.path().join("signed"), tmp.path().join("sig"));
+    std::fs::write(&signed, hex_field(&v, "signed_bytes_hex")).unwrap();
+    std::fs::write(&sig, hex_field(&v, "signature_hex")).unwrap();
+    let out = openssl_verify_pss(&testdata().join("1111.spki.pem"), &sig, &signed);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -216,10 +216,17 @@ async fn main() -> Result<(), String> {
         fleet.push(Device::connect(args.mqtt_port, id).await);
     }
 
-    say("== 1. Direct message (MTP): 1111 -> 1113; 1112 and 1114 listen on 1113's inbox ==");
+    say("== 1. Direct message (MTP): 1111 -> 1113; 1112 and 1114 try to listen on 1113's inbox ==");
+    let mut refused = std::collections::HashSet::new();
     for d in &mut fleet[..] {
-        if d.id == "1112" || d.id == "1114" {
-            d.mqtt.subscribe(&inbox_topic("1113")).await;
+        if (d.id == "1112" || d.id == "1114")
+            && granted(d.mqtt.subscribe(&inbox_topic("1113")).await).is_none()
+        {
+            say(format!(
+                "{}: the front refuses its subscription to 1113's inbox",
+                d.id
+            ));
+            refused.insert(d.id.clone());
         }
     }
     let sealed = seal_direct(
@@ -237,6 +244,18 @@ async fn main() -> Result<(), String> {
     ));
     fleet[0].send(sealed.to_bytes()).await;
     for d in &mut fleet[1..] {
+        if refused.contains(&d.id) {
+            let leaked = d
+                .next_on(&inbox_topic("1113"), Duration::from_secs(1))
+                .await;
+            let what = if leaked.is_some() {
+                "UNEXPECTED copy"
+            } else {
+                "receives nothing"
+            };
+            say(format!("{}: {what}", d.id));
+            continue;
+        }
         let Some(bytes) = d.next_on(&inbox_topic("1113"), WAIT).await else {
             say(format!("{}: nothing arrived", d.id));
             continue;
@@ -291,8 +310,15 @@ async fn main() -> Result<(), String> {
         "bridge (key manager) keyed B at epoch {epoch}: topic key {}",
         short(&fingerprint(&b_key))
     ));
+    let mut outside_b = std::collections::HashSet::new();
     for d in &mut fleet[..] {
-        d.mqtt.subscribe(&group_topic("B")).await;
+        if granted(d.mqtt.subscribe(&group_topic("B")).await).is_none() {
+            say(format!(
+                "{}: not a member of B; the front refuses its subscription",
+                d.id
+            ));
+            outside_b.insert(d.id.clone());
+        }
     }
     let env = seal_topic("1111", &fleet[0].key, "B", &b_key, epoch, b"lights off")
         .map_err(|e| e.to_string())?;
@@ -316,6 +342,9 @@ async fn main() -> Result<(), String> {
         let copy = match (&own_copy, d.id.as_str()) {
             (None, _) => None,
             (Some(bytes), "1111") => Some(bytes.clone()),
+            (Some(_), id) if outside_b.contains(id) => {
+                d.next_on(&group_topic("B"), Duration::from_secs(1)).await
+            }
             (Some(_), _) => d.next_on(&group_topic("B"), WAIT).await,
         };
         let Some(bytes) = copy else {
@@ -362,7 +391,12 @@ async fn main() -> Result<(), String> {
         ));
     }
     for d in &mut fleet[1..3] {
-        d.mqtt.subscribe(&group_topic("hsu0001")).await;
+        if granted(d.mqtt.subscribe(&group_topic("hsu0001")).await).is_none() {
+            say(format!(
+                "{}: no longer a member; the front refuses its subscription to hsu0001",
+                d.id
+            ));
+        }
     }
     let sealed = seal_topic(
         "1113",
@@ -375,7 +409,12 @@ async fn main() -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     fleet[2].send(sealed.to_bytes()).await;
     for d in &mut fleet[1..3] {
-        let Some(bytes) = d.next_on(&group_topic("hsu0001"), WAIT).await else {
+        let within = if d.id == "1112" {
+            Duration::from_secs(1)
+        } else {
+            WAIT
+        };
+        let Some(bytes) = d.next_on(&group_topic("hsu0001"), within).await else {
             say(format!("{}: nothing arrived", d.id));
             continue;
         };
@@ -399,4 +438,12 @@ async fn main() -> Result<(), String> {
     }
     say("\nThe bridge logs a KeyExchanged event on chain per forwarded message and a KeyMismatch per key refusal (the scenario_8 test checks them one for one).");
     Ok(())
+}
+
+/// `Some(())` if the broker granted every filter of a SUBSCRIBE.
+fn granted(codes: Vec<rumqttc::SubscribeReasonCode>) -> Option<()> {
+    codes
+        .iter()
+        .all(|c| *c != rumqttc::SubscribeReasonCode::Failure)
+        .then_some(())
 }

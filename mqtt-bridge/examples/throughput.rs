@@ -1,11 +1,15 @@
 //! Benchmark, not a test: starts a dev node and the bridge (embedded broker) on loopback,
 //! then measures in one run
-//! - envelopes per second through the bridge (256-byte payloads, 1111 -> 1113),
+//! - envelopes per second through the front and the gate (256-byte payloads, 1111 -> 1113):
+//!   the path devices take,
+//! - the same through the gate with the devices connected straight to the embedded broker,
+//!   past the front: the path before the front existed,
 //! - the same broker's rate for the same bytes published straight to a topic (no gate),
-//! - p50 / p99 of the gate's check, timed in-process on the same envelopes.
+//! - p50 / p99 of the gate's check, timed in-process on the same envelopes,
+//! - authenticated CONNECTs per second at the front (proofs made beforehand).
 //!
-//! Both paths are warmed up first, then measured in alternating rounds (the order flips each
-//! round, so neither gets the warmer broker), and the median round of each is reported.
+//! The paths are warmed up first, then measured in rounds whose order rotates, so none gets
+//! the warmer broker, and the median round of each is reported.
 //!
 //! `cargo run --release -p keymesh-bridge --example throughput [-- <messages per round>]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -42,15 +46,18 @@ async fn run(
     let client = sender.client.clone();
     let (topic, payloads) = (topic.to_string(), payloads.to_vec());
     let n = payloads.len();
-    tokio::spawn(async move {
+    let published = async move {
         for p in payloads {
             client
                 .publish(&topic, QoS::AtLeastOnce, false, p)
                 .await
                 .unwrap();
         }
-    });
+        started.elapsed()
+    };
     let mut seen = 0;
+    // The generator must outrun the path it measures: say when it had everything out.
+    let published = tokio::spawn(published);
     while seen < n {
         let (t, _) = receiver
             .next(Duration::from_secs(60))
@@ -60,7 +67,58 @@ async fn run(
             seen += 1;
         }
     }
-    started.elapsed()
+    let delivered = started.elapsed();
+    if let Ok(handed_over) = published.await {
+        let share = handed_over.as_secs_f64() / delivered.as_secs_f64();
+        GENERATOR.lock().unwrap().push(share);
+    }
+    delivered
+}
+
+/// For each run: the time the generator took to hand every publish to its client, as a share
+/// of the time until the last delivery.
+static GENERATOR: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
+
+/// Authenticated CONNECTs per second at the front: proofs are made first (signing is the
+/// device's cost), then 16 clients at a time connect, each with its own proof.
+async fn connect_rate(stack: &Stack) {
+    const CONNECTS: usize = 400;
+    let proofs: Vec<String> =
+        tokio::task::spawn_blocking(|| (0..CONNECTS).map(|_| proof("1112", "1112")).collect())
+            .await
+            .unwrap();
+    let port = stack.mqtt_port;
+    let started = Instant::now();
+    let mut pending = proofs.into_iter().enumerate();
+    let mut connected = 0usize;
+    loop {
+        let batch: Vec<_> = pending.by_ref().take(16).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let attempts = batch.into_iter().map(|(i, proof)| async move {
+            let mut options = rumqttc::MqttOptions::new(format!("1112:c{i}"), "127.0.0.1", port);
+            options.set_credentials("1112", proof);
+            let (client, mut events) = rumqttc::AsyncClient::new(options, 8);
+            let ok = matches!(
+                events.poll().await,
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))
+            );
+            let _ = client.disconnect().await;
+            let _ = tokio::time::timeout(Duration::from_millis(100), events.poll()).await;
+            ok
+        });
+        connected += futures::future::join_all(attempts)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "authenticated CONNECTs at the front: {connected} of {CONNECTS} in {elapsed:.2} s = {:.0} per second",
+        connected as f64 / elapsed
+    );
 }
 
 #[tokio::main]
@@ -71,7 +129,7 @@ async fn main() {
         .unwrap_or(2_000);
     let payload = vec![0x42u8; 256];
     // The gate refuses a message id twice, so every gated send needs its own envelope.
-    let total = WARM_UP + ROUNDS * n;
+    let total = 2 * (WARM_UP + ROUNDS * n);
     let envelopes: Vec<Vec<u8>> = tokio::task::spawn_blocking(move || {
         let (key, to) = (device_key("1111"), public("1113"));
         (0..total)
@@ -121,43 +179,115 @@ async fn main() {
         percentile(&times, 0.99)
     );
 
-    let stack = Stack::start_with(
+    // The embedded broker on a known port under a known credential, so that the broker-alone
+    // path can reach it directly, past the front and the gate.
+    let backend_port = free_port();
+    let backend = format!("127.0.0.1:{backend_port}");
+    let stack = Stack::start_with_env(
         BrokerKind::Embedded,
-        &["--rate-per-sec", "1000000", "--rate-burst", "1000000"],
+        &[
+            "--rate-per-sec",
+            "1000000",
+            "--rate-burst",
+            "1000000",
+            "--embedded-broker-listen",
+            &backend,
+            "--broker-username",
+            "bench",
+        ],
+        &[("KEYMESH_BROKER_PASSWORD", "bench-secret")],
     )
     .await;
-    let sender = MqttClient::connect(stack.mqtt_port, "device-1111").await;
-    let mut receiver = MqttClient::connect(stack.mqtt_port, "device-1113").await;
-    receiver.subscribe(&inbox_topic("1113")).await;
-    receiver.subscribe("km/v1/bench/raw").await;
+    let raw_options = |id: &str| {
+        let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", backend_port);
+        options.set_max_packet_size(2 << 20, 2 << 20);
+        options.set_credentials("bench", "bench-secret");
+        options
+    };
+    let raw_sender = MqttClient::try_connect(raw_options("bench-sender"))
+        .await
+        .unwrap();
+    let mut raw_receiver = MqttClient::try_connect(raw_options("bench-receiver"))
+        .await
+        .unwrap();
+    raw_receiver.subscribe_granted("km/v1/bench/raw").await;
+    let sender = MqttClient::device(stack.mqtt_port, "1111", "load").await;
+    let mut receiver = MqttClient::device(stack.mqtt_port, "1113", "load").await;
+    receiver.subscribe_granted(&inbox_topic("1113")).await;
 
-    let (warm_up, rounds) = envelopes.split_at(WARM_UP);
+    // The path before the front: devices on the embedded broker itself.
+    let direct_sender = MqttClient::try_connect(raw_options("1111-direct"))
+        .await
+        .unwrap();
+    let mut direct_receiver = MqttClient::try_connect(raw_options("1113-direct"))
+        .await
+        .unwrap();
+    direct_receiver
+        .subscribe_granted(&inbox_topic("1113"))
+        .await;
+
     let raw_topic = "km/v1/bench/raw";
     let inbox = inbox_topic("1113");
-    run(&sender, &mut receiver, raw_topic, raw_topic, warm_up).await;
-    run(&sender, &mut receiver, "km/v1/in/1111", &inbox, warm_up).await;
+    // Each gated path needs its own envelopes: the gate takes a message id once.
+    let (front_batches, direct_batches) = envelopes.split_at(WARM_UP + ROUNDS * n);
+    let (front_warm, front_rounds) = front_batches.split_at(WARM_UP);
+    let (direct_warm, direct_rounds) = direct_batches.split_at(WARM_UP);
+    run(
+        &raw_sender,
+        &mut raw_receiver,
+        raw_topic,
+        raw_topic,
+        front_warm,
+    )
+    .await;
+    run(&sender, &mut receiver, "km/v1/in/1111", &inbox, front_warm).await;
+    run(
+        &direct_sender,
+        &mut direct_receiver,
+        "km/v1/in/1111",
+        &inbox,
+        direct_warm,
+    )
+    .await;
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    let (mut raw, mut gated) = (Vec::new(), Vec::new());
-    for (round, batch) in rounds.chunks(n).enumerate() {
-        // `true` is the gated path; the broker alone goes first in even rounds.
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for gate in order {
-            let (ingress, egress) = if gate {
-                ("km/v1/in/1111", inbox.as_str())
-            } else {
-                (raw_topic, raw_topic)
-            };
-            let measured = rate(run(&sender, &mut receiver, ingress, egress, batch).await);
-            if gate { &mut gated } else { &mut raw }.push(measured);
+    let (mut raw, mut fronted, mut direct) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (front_batch, direct_batch) = (
+            &front_rounds[round * n..(round + 1) * n],
+            &direct_rounds[round * n..(round + 1) * n],
+        );
+        for path in (0..3).map(|i| (i + round) % 3) {
+            match path {
+                0 => raw.push(rate(
+                    run(
+                        &raw_sender,
+                        &mut raw_receiver,
+                        raw_topic,
+                        raw_topic,
+                        front_batch,
+                    )
+                    .await,
+                )),
+                1 => fronted.push(rate(
+                    run(&sender, &mut receiver, "km/v1/in/1111", &inbox, front_batch).await,
+                )),
+                _ => direct.push(rate(
+                    run(
+                        &direct_sender,
+                        &mut direct_receiver,
+                        "km/v1/in/1111",
+                        &inbox,
+                        direct_batch,
+                    )
+                    .await,
+                )),
+            }
         }
     }
-    let median = |rates: &mut Vec<f64>| {
-        rates.sort_by(f64::total_cmp);
-        rates[rates.len() / 2]
+    let median = |rates: &[f64]| {
+        let mut sorted = rates.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
     };
     let rounds_text = |rates: &[f64]| {
         rates
@@ -166,19 +296,31 @@ async fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    for (label, rates) in [
+        ("broker alone (embedded rumqttd, no front, no gate)", &raw),
+        ("gate, devices straight on the broker (old path)  ", &direct),
+        (
+            "front + gate (the devices' path now)             ",
+            &fronted,
+        ),
+    ] {
+        println!(
+            "{label}: median {:.0} msg/s (rounds: {})",
+            median(rates),
+            rounds_text(rates)
+        );
+    }
     println!(
-        "broker alone (same embedded broker, no gate): median {:.0} msg/s (rounds: {})",
-        median(&mut raw.clone()),
-        rounds_text(&raw)
+        "front + gate / broker alone: {:.0} %; front + gate / old path: {:.0} %",
+        100.0 * median(&fronted) / median(&raw),
+        100.0 * median(&fronted) / median(&direct)
     );
+    connect_rate(&stack).await;
+    let shares = GENERATOR.lock().unwrap().clone();
     println!(
-        "through the bridge (gate + attestation):      median {:.0} msg/s (rounds: {})",
-        median(&mut gated.clone()),
-        rounds_text(&gated)
-    );
-    println!(
-        "bridge / broker alone: {:.0} %",
-        100.0 * median(&mut gated) / median(&mut raw)
+        "load generator: handed over every publish within {:.0}-{:.0} % of the time to the last delivery",
+        100.0 * shares.iter().copied().fold(f64::INFINITY, f64::min),
+        100.0 * shares.iter().copied().fold(0.0, f64::max)
     );
     if let Some(count) = stack.metric("keymesh_bridge_check_seconds_count").await {
         let sum = stack

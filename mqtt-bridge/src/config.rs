@@ -20,9 +20,22 @@ pub struct Cli {
     /// Use this external MQTT broker (mqtt://host:port) instead of the embedded one.
     #[arg(long)]
     pub broker: Option<String>,
-    /// Where the embedded broker listens [default: 127.0.0.1:1883].
+    /// Where devices connect: the front, which authenticates them and enforces the topic
+    /// policy in front of either broker [default: 127.0.0.1:1883].
     #[arg(long)]
     pub mqtt_listen: Option<SocketAddr>,
+    /// Username the bridge (and its front) presents to the broker; with the embedded broker,
+    /// the one credential it accepts (with KEYMESH_BROKER_PASSWORD) instead of a random one.
+    #[arg(long)]
+    pub broker_username: Option<String>,
+    /// Where the embedded broker listens, for operators' own tools (it takes only the broker
+    /// credential) [default: a free loopback port].
+    #[arg(long)]
+    pub embedded_broker_listen: Option<SocketAddr>,
+    /// The audience devices' connect proofs must name (this deployment's name)
+    /// [default: keymesh-dev].
+    #[arg(long)]
+    pub audience: Option<String>,
     /// Secret URI of the bridge's sr25519 account, which signs attestations, the exchange
     /// log and group keys ("//Alice" on a dev chain; keep real ones out of shell history).
     #[arg(long, env = "KEYMESH_BRIDGE_SIGNER")]
@@ -55,6 +68,9 @@ pub struct Cli {
     pub rate_burst: Option<u32>,
 }
 
+/// The environment variable that holds the external broker's password.
+pub const BROKER_PASSWORD_ENV: &str = "KEYMESH_BROKER_PASSWORD";
+
 /// The same settings, from a file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +78,10 @@ pub struct FileConfig {
     pub node: Option<String>,
     pub broker: Option<String>,
     pub mqtt_listen: Option<SocketAddr>,
+    pub broker_username: Option<String>,
+    pub broker_password: Option<String>,
+    pub embedded_broker_listen: Option<SocketAddr>,
+    pub audience: Option<String>,
     pub signer: Option<String>,
     pub metrics: Option<SocketAddr>,
     pub keyman: Option<bool>,
@@ -73,29 +93,30 @@ pub struct FileConfig {
     pub rate_burst: Option<u32>,
 }
 
-/// Which broker the bridge talks to.
+/// Which broker sits behind the front.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BrokerChoice {
-    /// Start rumqttd in-process, listening here.
-    Embedded(SocketAddr),
-    /// Connect to this one.
-    External { host: String, port: u16 },
-}
-
-impl BrokerChoice {
-    /// Host and port clients connect to.
-    pub fn address(&self) -> (String, u16) {
-        match self {
-            BrokerChoice::Embedded(addr) => (addr.ip().to_string(), addr.port()),
-            BrokerChoice::External { host, port } => (host.clone(), *port),
-        }
-    }
+    /// Start rumqttd in-process on a private port, behind `login` or else a fresh secret.
+    Embedded {
+        listen: Option<SocketAddr>,
+        login: Option<(String, String)>,
+    },
+    /// Connect to this one, presenting `login`.
+    External {
+        host: String,
+        port: u16,
+        login: Option<(String, String)>,
+    },
 }
 
 /// Everything the service needs, resolved.
 pub struct Settings {
     pub node: String,
     pub broker: BrokerChoice,
+    /// Where the front listens for devices.
+    pub mqtt_listen: SocketAddr,
+    /// What devices' connect proofs must name.
+    pub audience: String,
     pub signer: Keypair,
     pub metrics: Option<SocketAddr>,
     pub keyman: bool,
@@ -112,6 +133,10 @@ pub enum ConfigError {
     Parse { path: String, reason: String },
     #[error("broker {0:?} is not mqtt://host:port")]
     Broker(String),
+    #[error("audience {0:?} is not 1..64 of [A-Za-z0-9._-]")]
+    Audience(String),
+    #[error("a broker password needs a broker username")]
+    PasswordWithoutUser,
     #[error(
         "no signer: pass --signer (or signer = \"…\" in the config), e.g. //Alice on a dev chain"
     )]
@@ -148,6 +173,7 @@ pub fn parse_broker(url: &str) -> Result<BrokerChoice, ConfigError> {
     Ok(BrokerChoice::External {
         host: host.to_string(),
         port,
+        login: None,
     })
 }
 
@@ -168,14 +194,36 @@ impl Settings {
                 })?
             }
         };
-        let broker = match cli.broker.or(file.broker) {
-            Some(url) => parse_broker(&url)?,
-            None => BrokerChoice::Embedded(
-                cli.mqtt_listen
-                    .or(file.mqtt_listen)
-                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1883))),
-            ),
+        let login = match (
+            cli.broker_username.or(file.broker_username),
+            // Never a flag: a password on the command line shows in `ps` and shell history.
+            std::env::var(BROKER_PASSWORD_ENV)
+                .ok()
+                .or(file.broker_password),
+        ) {
+            (Some(user), password) => Some((user, password.unwrap_or_default())),
+            (None, Some(_)) => return Err(ConfigError::PasswordWithoutUser),
+            (None, None) => None,
         };
+        let broker = match cli.broker.or(file.broker) {
+            Some(url) => match parse_broker(&url)? {
+                BrokerChoice::External { host, port, .. } => {
+                    BrokerChoice::External { host, port, login }
+                }
+                embedded => embedded,
+            },
+            None => BrokerChoice::Embedded {
+                listen: cli.embedded_broker_listen.or(file.embedded_broker_listen),
+                login,
+            },
+        };
+        let audience = cli
+            .audience
+            .or(file.audience)
+            .unwrap_or_else(|| "keymesh-dev".into());
+        if keymesh_primitives::validate_id(audience.as_bytes()).is_err() {
+            return Err(ConfigError::Audience(audience));
+        }
         let uri = cli.signer.or(file.signer).ok_or(ConfigError::NoSigner)?;
         let uri = SecretUri::from_str(&uri).map_err(|e| ConfigError::Signer(e.to_string()))?;
         let signer = Keypair::from_uri(&uri).map_err(|e| ConfigError::Signer(e.to_string()))?;
@@ -187,6 +235,11 @@ impl Settings {
                 .or(file.node)
                 .unwrap_or_else(|| "ws://127.0.0.1:9944".into()),
             broker,
+            mqtt_listen: cli
+                .mqtt_listen
+                .or(file.mqtt_listen)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1883))),
+            audience,
             signer,
             metrics: Some(
                 cli.metrics
@@ -220,6 +273,7 @@ impl Settings {
                     .rate_burst
                     .or(file.rate_burst)
                     .unwrap_or(defaults.rate_burst),
+                max_remembered: defaults.max_remembered,
             },
         })
     }
@@ -236,10 +290,14 @@ mod tests {
             parse_broker("mqtt://127.0.0.1:1884").unwrap(),
             BrokerChoice::External {
                 host: "127.0.0.1".into(),
-                port: 1884
+                port: 1884,
+                login: None,
             }
         );
-        assert_eq!(parse_broker("mqtt://broker").unwrap().address().1, 1883);
+        assert!(matches!(
+            parse_broker("mqtt://broker").unwrap(),
+            BrokerChoice::External { port: 1883, .. }
+        ));
         for bad in ["127.0.0.1:1883", "mqtt://", "mqtt://h:port", "http://h:1"] {
             assert!(parse_broker(bad).is_err(), "{bad}");
         }
@@ -265,7 +323,11 @@ mod tests {
         ]);
         let settings = Settings::resolve(cli).unwrap();
         assert_eq!(settings.limits.rate_per_sec, 7);
-        assert_eq!(settings.broker.address(), ("127.0.0.1".into(), 2883));
+        assert!(matches!(
+            &settings.broker,
+            BrokerChoice::External { host, port: 2883, login: None } if host == "127.0.0.1"
+        ));
+        assert_eq!(settings.audience, "keymesh-dev");
         assert_eq!(settings.state_dir, PathBuf::from("/var/lib/keymesh-bridge"));
         assert_eq!(
             settings.signer.public_key().0,

@@ -62,6 +62,8 @@ pub struct Limits {
     pub rate_per_sec: u32,
     /// Envelopes a sender may send in a burst.
     pub rate_burst: u32,
+    /// Most message ids remembered at once; past it, new envelopes wait (`RateLimited`).
+    pub max_remembered: usize,
 }
 
 impl Default for Limits {
@@ -72,6 +74,7 @@ impl Default for Limits {
             max_skew_ms: 5 * 60 * 1000,
             rate_per_sec: 50,
             rate_burst: 200,
+            max_remembered: 2_000_000,
         }
     }
 }
@@ -145,15 +148,6 @@ impl Reason {
     ];
 }
 
-/// How the broker handed an envelope to the bridge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Handover {
-    /// The first time (MQTT `DUP` clear).
-    First,
-    /// Again, after a hand-over that was not acknowledged (MQTT `DUP` set).
-    Redelivery,
-}
-
 /// An envelope the gate let through.
 #[derive(Clone, Debug)]
 pub struct Accepted {
@@ -164,9 +158,9 @@ pub struct Accepted {
     pub message_id: [u8; 16],
     /// When the message id leaves the replay window.
     pub expiry_ms: u64,
-    /// The broker handed the bridge this very envelope again (its first hand-over was not
-    /// acknowledged before a crash or a dropped connection): forward it again, but it is
-    /// not a new exchange.
+    /// The bridge forwarded this very envelope before a restart and never finished it
+    /// (its own journals say so, not the MQTT `DUP` flag): forward it again, but it is not a
+    /// new exchange.
     pub redelivery: bool,
 }
 
@@ -179,27 +173,89 @@ pub struct Refused {
     pub target: Option<Target>,
     pub message_id: Option<[u8; 16]>,
     pub detail: String,
+    /// The message id this refusal used up (the envelope was genuine and fresh), which the
+    /// caller journals so that a restart still refuses its replays.
+    pub consumed: Option<Seen>,
 }
 
-/// The gate's memory: message ids seen, and each sender's rate bucket.
+/// Token buckets by key: `burst` deep, refilled at `per_sec`. Keys are registered device
+/// ids only, so the map is as bounded as the chain's device set.
+pub struct TokenBuckets {
+    per_ms: f64,
+    burst: f64,
+    buckets: HashMap<String, (f64, u64)>,
+}
+
+impl TokenBuckets {
+    pub fn new(per_sec: u32, burst: u32) -> Self {
+        TokenBuckets {
+            per_ms: f64::from(per_sec) / 1000.0,
+            burst: f64::from(burst),
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes a token from `key`'s bucket at `now_ms`, if it has one.
+    pub fn take(&mut self, key: &str, now_ms: u64) -> bool {
+        if !self.buckets.contains_key(key) {
+            self.buckets.insert(key.to_string(), (self.burst, now_ms));
+        }
+        let Some((tokens, last)) = self.buckets.get_mut(key) else {
+            return false;
+        };
+        *tokens = (*tokens + now_ms.saturating_sub(*last) as f64 * self.per_ms).min(self.burst);
+        *last = now_ms;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A remembered message id. `open` marks one forwarded before a restart whose hand-over was
+/// never finished: the broker will hand it over again, and that one copy may pass.
+#[derive(Clone, Copy, Debug)]
+struct Remembered {
+    seen: Seen,
+    open: bool,
+}
+
+/// Refusal notices a sender may trigger: enough to tell a device what is wrong, too few for
+/// a flood to turn the bridge into an amplifier.
+const NOTICES_PER_SEC: u32 = 5;
+const NOTICE_BURST: u32 = 20;
+
+/// The gate's memory: message ids used, each sender's rate bucket and notice budget.
 pub struct Gate {
     limits: Limits,
-    seen: HashMap<[u8; 16], Seen>,
+    seen: HashMap<[u8; 16], Remembered>,
     seen_order: VecDeque<([u8; 16], u64)>,
-    buckets: HashMap<String, (f64, u64)>,
+    rates: TokenBuckets,
+    notices: TokenBuckets,
 }
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// What the first checks learn of an envelope that is genuine (signed by its sender).
+struct Genuine {
+    envelope: Envelope,
+    sender: String,
+    target: Target,
+    hash: [u8; 32],
+}
+
 impl Gate {
     pub fn new(limits: Limits) -> Self {
         Gate {
+            rates: TokenBuckets::new(limits.rate_per_sec, limits.rate_burst),
+            notices: TokenBuckets::new(NOTICES_PER_SEC, NOTICE_BURST),
             limits,
             seen: HashMap::new(),
             seen_order: VecDeque::new(),
-            buckets: HashMap::new(),
         }
     }
 
@@ -207,9 +263,20 @@ impl Gate {
         &self.limits
     }
 
-    /// Remembers a message id forwarded before a restart (from the replay journal).
+    /// Remembers a message id used before a restart (from the replay journal).
     pub fn remember(&mut self, seen: Seen) {
-        self.seen.insert(seen.message_id, seen);
+        self.insert(seen, false);
+    }
+
+    /// Remembers a message id forwarded before a restart whose hand-over was not finished
+    /// (in the audit journal, not in the replay journal): the broker's one redelivery of that
+    /// very envelope is forwarded again.
+    pub fn remember_open(&mut self, seen: Seen) {
+        self.insert(seen, true);
+    }
+
+    fn insert(&mut self, seen: Seen, open: bool) {
+        self.seen.insert(seen.message_id, Remembered { seen, open });
         self.seen_order.push_back((seen.message_id, seen.expiry_ms));
     }
 
@@ -218,13 +285,28 @@ impl Gate {
         self.forget_expired(now_ms);
         self.seen_order
             .iter()
-            .filter_map(|(id, expiry)| self.seen.get(id).filter(|s| s.expiry_ms == *expiry))
-            .copied()
+            .filter_map(|(id, expiry)| {
+                self.seen
+                    .get(id)
+                    .filter(|r| r.seen.expiry_ms == *expiry)
+                    .map(|r| r.seen)
+            })
             .collect()
+    }
+
+    /// May the bridge publish a refusal notice to `sender` now? Only registered devices get
+    /// notices (no one else can read a status topic), each within its own budget.
+    pub fn may_notify(&mut self, sender: &str, now_ms: u64, snapshot: &Snapshot) -> bool {
+        snapshot.devices.contains_key(sender) && self.notices.take(sender, now_ms)
     }
 
     /// Checks `bytes`, published on the ingress topic of `ingress_sender`, against
     /// `snapshot` at time `now_ms`.
+    ///
+    /// The order is what keeps outsiders from spending anyone's budget: the sender's
+    /// signature first; then freshness (timestamp, then message id), so a replay is refused
+    /// as `Replay` before its key is looked at and logs nothing on chain again; only then is
+    /// the sender's rate charged, and the id used up; the target and its key come last.
     pub fn check(
         &mut self,
         ingress_sender: &str,
@@ -232,27 +314,83 @@ impl Gate {
         now_ms: u64,
         snapshot: &Snapshot,
     ) -> Result<Accepted, Refused> {
-        self.check_handover(Handover::First, ingress_sender, bytes, now_ms, snapshot)
+        let genuine = self.authenticate(ingress_sender, bytes, snapshot)?;
+        let refuse = |reason: Reason, detail: String, consumed: Option<Seen>| Refused {
+            reason,
+            reported_to: ingress_sender.to_string(),
+            target: Some(genuine.target.clone()),
+            message_id: Some(genuine.envelope.header.message_id),
+            detail,
+            consumed,
+        };
+        let header = &genuine.envelope.header;
+        if header.timestamp_ms.abs_diff(now_ms) > self.limits.max_skew_ms {
+            let detail = format!(
+                "timestamp {} is more than {} ms from {now_ms}",
+                header.timestamp_ms, self.limits.max_skew_ms
+            );
+            return Err(refuse(Reason::StaleTimestamp, detail, None));
+        }
+        self.forget_expired(now_ms);
+        let redelivery = match self.seen.get(&header.message_id) {
+            Some(r) if r.open && r.seen.envelope_hash == genuine.hash => Some(r.seen),
+            Some(_) => {
+                let detail = format!("message {} seen before", hex::encode(header.message_id));
+                return Err(refuse(Reason::Replay, detail, None));
+            }
+            None => None,
+        };
+        if !self.rates.take(&genuine.sender, now_ms) {
+            let detail = format!("{} is over its rate", genuine.sender);
+            return Err(refuse(Reason::RateLimited, detail, None));
+        }
+        let (seen, consumed) = match redelivery {
+            Some(seen) => {
+                self.insert(seen, false);
+                (seen, None)
+            }
+            None => {
+                if self.seen.len() >= self.limits.max_remembered {
+                    let detail = "the replay window is full; retry later".to_string();
+                    return Err(refuse(Reason::RateLimited, detail, None));
+                }
+                let seen = Seen {
+                    message_id: header.message_id,
+                    envelope_hash: genuine.hash,
+                    expiry_ms: now_ms.saturating_add(self.limits.replay_window_ms),
+                };
+                self.insert(seen, false);
+                (seen, Some(seen))
+            }
+        };
+        let fingerprint = target_key(&genuine, snapshot)
+            .map_err(|(reason, detail)| refuse(reason, detail, consumed))?;
+        Ok(Accepted {
+            sender: genuine.sender,
+            target: genuine.target,
+            fingerprint,
+            envelope_hash: genuine.hash,
+            message_id: seen.message_id,
+            expiry_ms: seen.expiry_ms,
+            redelivery: redelivery.is_some(),
+        })
     }
 
-    /// Like [`Gate::check`], saying how the broker handed the envelope over. For a
-    /// [`Handover::Redelivery`], the very envelope already forwarded passes again, flagged as
-    /// a redelivery, as long as every other rule still holds against `snapshot`; any other
-    /// copy of a seen id is a replay. Recipients drop the duplicate by message id.
-    pub fn check_handover(
-        &mut self,
-        handover: Handover,
+    /// Size, form, ingress, sender and signature: what anyone can get wrong, checked
+    /// without keeping any state.
+    fn authenticate(
+        &self,
         ingress_sender: &str,
         bytes: &[u8],
-        now_ms: u64,
         snapshot: &Snapshot,
-    ) -> Result<Accepted, Refused> {
+    ) -> Result<Genuine, Refused> {
         let refuse = |reason: Reason, target: Option<Target>, id, detail: String| Refused {
             reason,
             reported_to: ingress_sender.to_string(),
             target,
             message_id: id,
             detail,
+            consumed: None,
         };
         if bytes.len() > self.limits.max_envelope {
             let detail = format!("{} bytes, limit {}", bytes.len(), self.limits.max_envelope);
@@ -265,21 +403,14 @@ impl Gate {
         let sender = text(&header.sender);
         let target_id = text(&header.target);
         let target = match header.kind {
-            Kind::Direct => Target::Device(target_id.clone()),
-            Kind::Topic => Target::Group(target_id.clone()),
+            Kind::Direct => Target::Device(target_id),
+            Kind::Topic => Target::Group(target_id),
         };
-        let refuse =
-            |reason: Reason, detail: String| refuse(reason, Some(target.clone()), id, detail);
+        let refuse = |reason, detail| refuse(reason, Some(target.clone()), id, detail);
         if sender != ingress_sender {
             return Err(refuse(
                 Reason::WrongIngress,
                 format!("claims sender {sender:?} on the ingress topic of {ingress_sender:?}"),
-            ));
-        }
-        if !self.take_token(&sender, now_ms) {
-            return Err(refuse(
-                Reason::RateLimited,
-                format!("{sender} is over its rate"),
             ));
         }
         let sender_key = match snapshot.devices.get(&sender) {
@@ -303,112 +434,12 @@ impl Gate {
                 format!("signature does not verify under {sender}'s current key"),
             ));
         }
-        let expected = match &target {
-            Target::Device(device) => match snapshot.devices.get(device) {
-                None => {
-                    return Err(refuse(
-                        Reason::UnknownTarget,
-                        format!("no device {device:?}"),
-                    ))
-                }
-                Some(d) if d.status != DeviceStatus::Active => {
-                    return Err(refuse(
-                        Reason::TargetNotActive,
-                        format!("{device} is {:?}", d.status),
-                    ))
-                }
-                Some(d) => d.fingerprint,
-            },
-            Target::Group(group) => match snapshot.groups.get(group) {
-                None => return Err(refuse(Reason::UnknownTarget, format!("no group {group:?}"))),
-                Some(g) => match &g.topic_key {
-                    None => {
-                        return Err(refuse(
-                            Reason::NoGroupKey,
-                            format!("group {group} has no key yet"),
-                        ))
-                    }
-                    Some((_, fingerprint)) => {
-                        let may_publish = g.open_to_publishers
-                            || g.members.get(&sender).is_some_and(|r| r.may_publish());
-                        if !may_publish {
-                            return Err(refuse(
-                                Reason::NotAllowed,
-                                format!("{sender} may not publish to group {group}"),
-                            ));
-                        }
-                        *fingerprint
-                    }
-                },
-            },
-        };
-        if header.fingerprint != expected {
-            return Err(refuse(
-                Reason::KeyMismatch {
-                    presented: header.fingerprint,
-                    expected,
-                },
-                format!(
-                    "sealed to {} but {target_id}'s current key is {}",
-                    hex::encode(header.fingerprint),
-                    hex::encode(expected)
-                ),
-            ));
-        }
-        if header.timestamp_ms.abs_diff(now_ms) > self.limits.max_skew_ms {
-            return Err(refuse(
-                Reason::StaleTimestamp,
-                format!(
-                    "timestamp {} is more than {} ms from {now_ms}",
-                    header.timestamp_ms, self.limits.max_skew_ms
-                ),
-            ));
-        }
-        self.forget_expired(now_ms);
-        let hash = envelope_hash(bytes);
-        let accepted = |expiry_ms, redelivery| Accepted {
-            sender: sender.clone(),
-            target: target.clone(),
-            fingerprint: expected,
-            envelope_hash: hash,
-            message_id: header.message_id,
-            expiry_ms,
-            redelivery,
-        };
-        if let Some(first) = self.seen.get(&header.message_id) {
-            if handover == Handover::Redelivery && first.envelope_hash == hash {
-                return Ok(accepted(first.expiry_ms, true));
-            }
-            return Err(refuse(
-                Reason::Replay,
-                format!("message {} seen before", hex::encode(header.message_id)),
-            ));
-        }
-        let expiry_ms = now_ms.saturating_add(self.limits.replay_window_ms);
-        self.remember(Seen {
-            message_id: header.message_id,
-            envelope_hash: hash,
-            expiry_ms,
-        });
-        Ok(accepted(expiry_ms, false))
-    }
-
-    /// Token bucket per sender: `rate_burst` deep, refilled at `rate_per_sec`.
-    fn take_token(&mut self, sender: &str, now_ms: u64) -> bool {
-        let burst = f64::from(self.limits.rate_burst);
-        let rate = f64::from(self.limits.rate_per_sec) / 1000.0;
-        let (tokens, last) = self
-            .buckets
-            .entry(sender.to_string())
-            .or_insert((burst, now_ms));
-        *tokens = (*tokens + now_ms.saturating_sub(*last) as f64 * rate).min(burst);
-        *last = now_ms;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        Ok(Genuine {
+            hash: envelope_hash(bytes),
+            envelope,
+            sender,
+            target,
+        })
     }
 
     fn forget_expired(&mut self, now_ms: u64) {
@@ -417,11 +448,68 @@ impl Gate {
                 break;
             }
             self.seen_order.pop_front();
-            if self.seen.get(&id).is_some_and(|s| s.expiry_ms == expiry) {
+            if self
+                .seen
+                .get(&id)
+                .is_some_and(|r| r.seen.expiry_ms == expiry)
+            {
                 self.seen.remove(&id);
             }
         }
     }
+}
+
+/// The fingerprint the envelope must be sealed to: the target device's current key, or the
+/// group's current topic key if the sender may publish there.
+fn target_key(genuine: &Genuine, snapshot: &Snapshot) -> Result<Fingerprint, (Reason, String)> {
+    let expected = match &genuine.target {
+        Target::Device(device) => match snapshot.devices.get(device) {
+            None => return Err((Reason::UnknownTarget, format!("no device {device:?}"))),
+            Some(d) if d.status != DeviceStatus::Active => {
+                return Err((
+                    Reason::TargetNotActive,
+                    format!("{device} is {:?}", d.status),
+                ))
+            }
+            Some(d) => d.fingerprint,
+        },
+        Target::Group(group) => {
+            let Some(g) = snapshot.groups.get(group) else {
+                return Err((Reason::UnknownTarget, format!("no group {group:?}")));
+            };
+            let Some((_, fingerprint)) = &g.topic_key else {
+                return Err((Reason::NoGroupKey, format!("group {group} has no key yet")));
+            };
+            let sender = &genuine.sender;
+            let may_publish =
+                g.open_to_publishers || g.members.get(sender).is_some_and(|r| r.may_publish());
+            if !may_publish {
+                return Err((
+                    Reason::NotAllowed,
+                    format!("{sender} may not publish to group {group}"),
+                ));
+            }
+            *fingerprint
+        }
+    };
+    let presented = genuine.envelope.header.fingerprint;
+    if presented != expected {
+        let target = match &genuine.target {
+            Target::Device(id) | Target::Group(id) => id,
+        };
+        return Err((
+            Reason::KeyMismatch {
+                presented,
+                expected,
+            },
+            format!(
+                "sealed to {} but {target}'s current key is {}",
+                hex::encode(presented),
+                hex::encode(expected)
+            ),
+        ));
+    }
+    Ok(expected)
 }
 
 #[cfg(test)]

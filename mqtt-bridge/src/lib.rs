@@ -13,6 +13,7 @@
 //! | audit | [`audit`], [`audit_journal`] | one `exchange_log.record` per block, journaled so a crash loses no record and doubles none |
 //! | keyman | [`keyman`] | new topic and epoch keys on `RekeyRequired` |
 //! | directory | [`directory`] | retained, attested key-directory entries on MQTT |
+//! | front | [`front`] | the devices' only door to the broker: connect proofs, topic policy (DESIGN §4a) |
 
 pub mod audit;
 pub mod audit_journal;
@@ -20,6 +21,7 @@ pub mod broker;
 pub mod chain;
 pub mod config;
 pub mod directory;
+pub mod front;
 pub mod gate;
 pub mod keyman;
 pub mod metrics;

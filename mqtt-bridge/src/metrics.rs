@@ -26,6 +26,16 @@ pub struct Metrics {
     pub audit_backlog: Gauge<U64>,
     /// Group keys set by this bridge as key manager.
     pub rekeys: Counter<U64>,
+    /// CONNECTs at the front, by outcome ("accepted" or the refusal).
+    pub front_connects: CounterVec<U64>,
+    /// Device sessions open through the front.
+    pub front_sessions: Gauge<U64>,
+    /// Publishes, subscriptions and deliveries the front's topic policy denied.
+    pub front_denied: CounterVec<U64>,
+    /// Sessions closed because the device stopped being active in finalized state.
+    pub front_kicked: Counter<U64>,
+    /// Refusal notices not sent because the sender was over its notice budget.
+    pub notices_suppressed: Counter<U64>,
 }
 
 impl Metrics {
@@ -42,7 +52,48 @@ impl Metrics {
         for code in crate::gate::Reason::CODES {
             refused.with_label_values(&[code]);
         }
+        let front_connects = register(
+            CounterVec::new(
+                Opts::new("front_connects_total", "CONNECTs at the front, by outcome"),
+                &["outcome"],
+            )?,
+            &registry,
+        )?;
+        front_connects.with_label_values(&["accepted"]);
+        for label in crate::front::auth::ConnectRefusal::LABELS {
+            front_connects.with_label_values(&[label]);
+        }
+        let front_denied = register(
+            CounterVec::new(
+                Opts::new("front_denied_total", "Denied by the front's topic policy"),
+                &["what"],
+            )?,
+            &registry,
+        )?;
+        for what in ["publish", "subscribe", "delivery"] {
+            front_denied.with_label_values(&[what]);
+        }
         Ok(Metrics {
+            front_connects,
+            front_denied,
+            front_sessions: register(
+                Gauge::new("front_sessions", "Device sessions open through the front")?,
+                &registry,
+            )?,
+            front_kicked: register(
+                Counter::new(
+                    "front_kicked_total",
+                    "Sessions closed on a device's suspension or revocation",
+                )?,
+                &registry,
+            )?,
+            notices_suppressed: register(
+                Counter::new(
+                    "notices_suppressed_total",
+                    "Refusal notices dropped over a sender's notice budget",
+                )?,
+                &registry,
+            )?,
             forwarded: register(
                 Counter::new("forwarded_total", "Envelopes forwarded")?,
                 &registry,

@@ -32,7 +32,8 @@ use crate::{
     broker,
     chain::{self, Api},
     config::{BrokerChoice, Settings},
-    gate::{Gate, Handover, Reason, Refused, Snapshot, Target},
+    front::{self, Backend},
+    gate::{Gate, Reason, Refused, Snapshot, Target},
     keyman::{self, EpochKey, MAX_WRAPS_PER_CALL},
     metrics::Metrics,
     replay::{JournalError, ReplayJournal, Seen},
@@ -45,6 +46,8 @@ pub enum BridgeError {
     Chain(#[from] chain::ChainError),
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
+    #[error("MQTT front on {listen}: {reason}")]
+    Front { listen: String, reason: String },
     #[error("MQTT: {0}")]
     Mqtt(String),
     #[error("metrics: {0}")]
@@ -105,8 +108,7 @@ pub async fn run(
         "replay-{}.log",
         hex::encode(&settings.signer.public_key().0[..8])
     );
-    let (mut journal, remembered) =
-        ReplayJournal::open(&settings.state_dir, &journal_name, now_ms())?;
+    let (journal, remembered) = ReplayJournal::open(&settings.state_dir, &journal_name, now_ms())?;
     let mut gate = Gate::new(settings.limits.clone());
     tracing::info!(
         "replay window: {} message id(s) remembered from {}",
@@ -124,16 +126,17 @@ pub async fn run(
         "audit journal: {} record(s) not yet on chain",
         restored.pending
     );
+    // Forwarded before the restart but never finished (the replay journal is written only
+    // once the hand-over is acknowledged): the broker's redelivery of each may pass once.
     let known: std::collections::HashSet<[u8; 16]> =
         remembered.iter().map(|s| s.message_id).collect();
-    for seen in restored.forwarded {
-        if !known.contains(&seen.message_id) {
-            journal.append(seen)?;
-            gate.remember(seen);
-        }
-    }
     for seen in remembered {
         gate.remember(seen);
+    }
+    for seen in restored.forwarded {
+        if !known.contains(&seen.message_id) {
+            gate.remember_open(seen);
+        }
     }
     if let Some(addr) = settings.metrics {
         let registry = metrics.registry.clone();
@@ -143,10 +146,32 @@ pub async fn run(
             }
         });
     }
-    if let BrokerChoice::Embedded(listen) = &settings.broker {
-        broker::start_embedded(*listen, settings.limits.max_envelope + 1024)?;
-        tracing::info!("embedded MQTT broker on {listen}");
-    }
+    let backend = match &settings.broker {
+        BrokerChoice::Embedded { listen, login } => {
+            let backend = broker::start_embedded(
+                *listen,
+                login.clone(),
+                settings.limits.max_envelope + 1024,
+            )?;
+            tracing::info!(
+                "embedded MQTT broker on {}:{} (private; devices use the front)",
+                backend.host,
+                backend.port
+            );
+            backend
+        }
+        BrokerChoice::External { host, port, login } => Backend {
+            host: host.clone(),
+            port: *port,
+            login: login.clone(),
+        },
+    };
+    let listener = front::bind(settings.mqtt_listen)
+        .await
+        .map_err(|e| BridgeError::Front {
+            listen: settings.mqtt_listen.to_string(),
+            reason: e.to_string(),
+        })?;
 
     let api = connect_chain(&settings.node).await?;
     let at = api.at_current_block().await.map_err(chain::query)?;
@@ -203,7 +228,25 @@ pub async fn run(
         });
     }
 
-    let (client, events) = connect_mqtt(&settings).await?;
+    tokio::spawn(front::serve(
+        listener,
+        Arc::new(front::Shared {
+            snapshot: snapshot_rx.clone(),
+            auth: std::sync::Mutex::new(front::auth::Authenticator::new(
+                settings.audience.clone(),
+                settings.limits.max_skew_ms,
+            )),
+            backend: backend.clone(),
+            max_packet: settings.limits.max_envelope + 1024,
+            metrics: metrics.clone(),
+        }),
+    ));
+    tracing::info!(
+        "MQTT front for devices on {} (audience {:?})",
+        settings.mqtt_listen,
+        settings.audience
+    );
+    let (client, events) = connect_mqtt(&settings, &backend).await?;
     client
         .subscribe("km/v1/in/+", QoS::AtLeastOnce)
         .await
@@ -254,10 +297,13 @@ async fn connect_chain(url: &str) -> Result<Api, chain::ChainError> {
     }
 }
 
-/// Connects to the broker (waiting for the embedded one to come up) with a persistent
-/// session and manual acknowledgements.
-async fn connect_mqtt(settings: &Settings) -> Result<(AsyncClient, EventLoop), BridgeError> {
-    let (host, port) = settings.broker.address();
+/// Connects to the backend broker under the bridge's own credential (waiting for the
+/// embedded one to come up) with a persistent session and manual acknowledgements.
+async fn connect_mqtt(
+    settings: &Settings,
+    backend: &Backend,
+) -> Result<(AsyncClient, EventLoop), BridgeError> {
+    let (host, port) = (backend.host.clone(), backend.port);
     let client_id = format!(
         "keymesh-bridge-{}",
         hex::encode(&settings.signer.public_key().0[..8])
@@ -266,6 +312,9 @@ async fn connect_mqtt(settings: &Settings) -> Result<(AsyncClient, EventLoop), B
     options.set_keep_alive(Duration::from_secs(30));
     options.set_clean_session(false);
     options.set_manual_acks(true);
+    if let Some((user, password)) = &backend.login {
+        options.set_credentials(user.clone(), password.clone());
+    }
     let max_packet = settings.limits.max_envelope + 1024;
     options.set_max_packet_size(max_packet, max_packet);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -491,9 +540,14 @@ impl Forward {
                 _ = sync.tick() => self.sync_journal(),
                 publish = incoming.recv() => {
                     let Some(publish) = publish else { return };
-                    self.handle(&publish).await;
+                    let used = self.handle(&publish).await;
                     if let Err(e) = self.client.ack(&publish).await {
                         tracing::warn!("ack: {e}");
+                    }
+                    // Only now is the hand-over finished: until the id is here, a restart
+                    // treats the broker's redelivery as the unfinished forward it is.
+                    if let Some(seen) = used {
+                        self.journal(seen);
                     }
                 }
             }
@@ -534,80 +588,88 @@ impl Forward {
         }
     }
 
-    async fn handle(&mut self, publish: &Publish) {
-        let Some(sender) = publish.topic.strip_prefix("km/v1/in/") else {
-            return;
-        };
-        if keymesh_primitives::validate_id(sender.as_bytes()).is_err() {
-            return;
-        }
+    /// Gates one envelope and publishes the outcome; returns the message id it used up,
+    /// for the replay journal once the hand-over is acknowledged.
+    async fn handle(&mut self, publish: &Publish) -> Option<Seen> {
+        let sender = publish.topic.strip_prefix("km/v1/in/")?;
+        keymesh_primitives::validate_id(sender.as_bytes()).ok()?;
         let snapshot = self.snapshot.borrow().clone();
         let started = Instant::now();
-        let handover = if publish.dup {
-            Handover::Redelivery
-        } else {
-            Handover::First
-        };
-        let verdict =
-            self.gate
-                .check_handover(handover, sender, &publish.payload, now_ms(), &snapshot);
+        // The MQTT `DUP` flag is not consulted: anyone can set it. Redeliveries are known
+        // from the bridge's own journals (`Gate::remember_open`).
+        let verdict = self
+            .gate
+            .check(sender, &publish.payload, now_ms(), &snapshot);
         self.metrics
             .check_latency
             .observe(started.elapsed().as_secs_f64());
-        match verdict {
-            Ok(accepted) => {
-                let delivery = Delivery {
-                    attestation: Attestation::sign(
-                        &self.signer,
-                        &publish.payload,
-                        snapshot.block_number,
-                        snapshot.block_hash,
-                    ),
-                    envelope: publish.payload.to_vec(),
-                };
-                let topic = match &accepted.target {
-                    Target::Device(id) => mqtt::inbox_topic(id),
-                    Target::Group(id) => mqtt::group_topic(id),
-                };
-                if let Err(e) = self
-                    .client
-                    .publish(topic, QoS::AtLeastOnce, false, delivery.to_bytes())
-                    .await
-                {
-                    tracing::warn!("forward: {e}");
-                    return;
-                }
-                if accepted.redelivery {
-                    tracing::debug!(
-                        "redelivery of {} forwarded again",
-                        hex::encode(accepted.message_id)
-                    );
-                    self.metrics.redelivered.inc();
-                    return;
-                }
-                self.metrics.forwarded.inc();
-                // Audit first: at a restart the audit journal fills in the replay journal.
-                self.audit(
-                    Record::Exchanged {
-                        sender: accepted.sender,
-                        target: accepted.target,
-                        fingerprint: accepted.fingerprint,
-                        envelope_hash: accepted.envelope_hash,
-                        checked_at: snapshot.block_number,
-                    },
-                    accepted.envelope_hash,
-                    Some((accepted.message_id, accepted.expiry_ms)),
-                );
-                self.journal(Seen {
-                    message_id: accepted.message_id,
-                    envelope_hash: accepted.envelope_hash,
-                    expiry_ms: accepted.expiry_ms,
-                });
+        let used = match verdict {
+            Ok(accepted) => self.forward(accepted, &snapshot, publish).await,
+            Err(refused) => {
+                let consumed = refused.consumed;
+                self.refuse(refused, &snapshot, publish).await;
+                consumed
             }
-            Err(refused) => self.refuse(refused, &snapshot, publish).await,
-        }
+        };
         let pending = lock(&self.audit).pending();
         self.metrics.audit_backlog.set(pending as u64);
+        used
+    }
+
+    async fn forward(
+        &mut self,
+        accepted: crate::gate::Accepted,
+        snapshot: &Snapshot,
+        publish: &Publish,
+    ) -> Option<Seen> {
+        let delivery = Delivery {
+            attestation: Attestation::sign(
+                &self.signer,
+                &publish.payload,
+                snapshot.block_number,
+                snapshot.block_hash,
+            ),
+            envelope: publish.payload.to_vec(),
+        };
+        let topic = match &accepted.target {
+            Target::Device(id) => mqtt::inbox_topic(id),
+            Target::Group(id) => mqtt::group_topic(id),
+        };
+        if let Err(e) = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, delivery.to_bytes())
+            .await
+        {
+            tracing::warn!("forward: {e}");
+            return None;
+        }
+        let seen = Seen {
+            message_id: accepted.message_id,
+            envelope_hash: accepted.envelope_hash,
+            expiry_ms: accepted.expiry_ms,
+        };
+        if accepted.redelivery {
+            tracing::debug!(
+                "unfinished forward of {} forwarded again",
+                hex::encode(accepted.message_id)
+            );
+            self.metrics.redelivered.inc();
+            return Some(seen);
+        }
+        self.metrics.forwarded.inc();
+        // Audit first: at a restart the audit journal tells which forwards were unfinished.
+        self.audit(
+            Record::Exchanged {
+                sender: accepted.sender,
+                target: accepted.target,
+                fingerprint: accepted.fingerprint,
+                envelope_hash: accepted.envelope_hash,
+                checked_at: snapshot.block_number,
+            },
+            accepted.envelope_hash,
+            Some((accepted.message_id, accepted.expiry_ms)),
+        );
+        Some(seen)
     }
 
     async fn refuse(&mut self, refused: Refused, snapshot: &Snapshot, publish: &Publish) {
@@ -634,7 +696,13 @@ impl Forward {
             refused.reported_to,
             refused.detail
         );
-        if let Ok(json) = serde_json::to_vec(&notice) {
+        let notify = self
+            .gate
+            .may_notify(&refused.reported_to, now_ms(), snapshot);
+        if !notify {
+            self.metrics.notices_suppressed.inc();
+        }
+        if let (true, Ok(json)) = (notify, serde_json::to_vec(&notice)) {
             let topic = mqtt::status_topic(&refused.reported_to);
             if let Err(e) = self
                 .client
@@ -653,9 +721,9 @@ impl Forward {
         ) = (refused.reason, refused.target)
         {
             let envelope_hash = keymesh_device::envelope_hash(&publish.payload);
-            // The broker's redelivery of an envelope refused before a crash is the same
-            // refusal, already journaled.
-            if publish.dup && lock(&self.audit).has_record_of(&envelope_hash) {
+            // A crash between the audit append and the replay-journal append leaves the id
+            // unjournaled; the redelivery is the same refusal, already in the audit journal.
+            if lock(&self.audit).has_record_of(&envelope_hash) {
                 return;
             }
             self.audit(

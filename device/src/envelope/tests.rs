@@ -1,6 +1,10 @@
 use std::path::Path;
 
 use proptest::prelude::*;
+use rsa::{
+    pss::BlindedSigningKey,
+    signature::{RandomizedSigner, SignatureEncoding},
+};
 
 use super::*;
 use crate::keys::read_private;

@@ -142,6 +142,7 @@ fn senders_and_targets_must_be_known_and_active() {
     let mut fleet = fleet();
     let mut gate = Gate::new(Limits::default());
     let to_1113 = fleet.direct("1111", "1113");
+    let to_1113_again = fleet.direct("1111", "1113");
     let from_1113 = fleet.direct("1113", "1111");
     fleet.snapshot.devices.get_mut("1113").unwrap().status = DeviceStatus::Revoked;
     let t = now();
@@ -154,8 +155,13 @@ fn senders_and_targets_must_be_known_and_active() {
         Reason::SenderNotActive
     );
     fleet.snapshot.devices.remove("1113");
+    // A genuine envelope's id is used once, whatever its outcome: the first copy is a replay.
     assert_eq!(
         reason(gate.check("1111", &to_1113, t, &fleet.snapshot)),
+        Reason::Replay
+    );
+    assert_eq!(
+        reason(gate.check("1111", &to_1113_again, t, &fleet.snapshot)),
         Reason::UnknownTarget
     );
     assert_eq!(
@@ -241,8 +247,11 @@ fn size_format_clock_and_rate_are_bounded() {
         reason(gate.check("1111", &bytes, t + 10 * 60 * 1000, &fleet.snapshot)),
         Reason::StaleTimestamp
     );
-    // The burst of 2 is spent (one above); the next passes, the one after is over the rate.
+    // A stale envelope spent no token: the burst of 2 passes, the third is over the rate.
     assert!(gate.check("1111", &bytes, t, &fleet.snapshot).is_ok());
+    assert!(gate
+        .check("1111", &fleet.direct("1111", "1113"), t, &fleet.snapshot)
+        .is_ok());
     let again = fleet.direct("1111", "1113");
     assert_eq!(
         reason(gate.check("1111", &again, t, &fleet.snapshot)),
@@ -280,31 +289,28 @@ fn every_reason_has_a_distinct_code() {
 }
 
 #[test]
-fn a_broker_redelivery_of_the_same_envelope_passes_but_any_other_copy_is_a_replay() {
+fn only_a_forward_the_bridge_never_finished_passes_again_whatever_the_dup_flag() {
     let fleet = fleet();
     let mut gate = Gate::new(Limits::default());
     let bytes = fleet.direct("1111", "1113");
     let t = now();
     let first = gate.check("1111", &bytes, t, &fleet.snapshot).unwrap();
     assert!(!first.redelivery);
-    // Marked DUP by the broker: the same bytes pass again, as a redelivery.
-    let again = gate
-        .check_handover(
-            Handover::Redelivery,
-            "1111",
-            &bytes,
-            t + 10,
-            &fleet.snapshot,
-        )
-        .unwrap();
-    assert!(again.redelivery);
-    assert_eq!(again.expiry_ms, first.expiry_ms);
-    // Without DUP it is a replay.
+    // Within a run every copy after the first is a replay: the gate has no DUP input at all.
     assert_eq!(
-        reason(gate.check("1111", &bytes, t + 20, &fleet.snapshot)),
+        reason(gate.check("1111", &bytes, t + 10, &fleet.snapshot)),
         Reason::Replay
     );
-    // DUP with other bytes under a seen id (re-signed, same id) is a replay too.
+    // After a restart, an id the audit journal has and the replay journal lacks is open:
+    // its one redelivery passes, flagged, and closes it.
+    let seen = Seen {
+        message_id: first.message_id,
+        envelope_hash: first.envelope_hash,
+        expiry_ms: first.expiry_ms,
+    };
+    let mut restarted = Gate::new(Limits::default());
+    restarted.remember_open(seen);
+    // Other bytes under the open id (re-signed, same id) are a replay.
     let first_header = Envelope::decode_bounded(&bytes).unwrap().header;
     let (other, _) = keymesh_device::envelope::seal_with(
         &mut rand::rngs::OsRng,
@@ -322,28 +328,119 @@ fn a_broker_redelivery_of_the_same_envelope_passes_but_any_other_copy_is_a_repla
     )
     .unwrap();
     assert_eq!(
-        reason(gate.check_handover(
-            Handover::Redelivery,
-            "1111",
-            &other.to_bytes(),
-            t + 30,
-            &fleet.snapshot
-        )),
+        reason(restarted.check("1111", &other.to_bytes(), t + 20, &fleet.snapshot)),
         Reason::Replay
     );
-    // A DUP of an envelope never seen is checked like any other.
-    let fresh = fleet.direct("1111", "1113");
-    assert!(
-        !gate
-            .check_handover(
-                Handover::Redelivery,
-                "1111",
-                &fresh,
-                t + 40,
-                &fleet.snapshot
-            )
-            .unwrap()
-            .redelivery
+    let again = restarted
+        .check("1111", &bytes, t + 30, &fleet.snapshot)
+        .unwrap();
+    assert!(again.redelivery);
+    assert_eq!(again.expiry_ms, first.expiry_ms);
+    assert_eq!(
+        reason(restarted.check("1111", &bytes, t + 40, &fleet.snapshot)),
+        Reason::Replay
+    );
+}
+
+#[test]
+fn a_replayed_wrong_key_envelope_is_a_replay_and_its_id_is_used_once() {
+    let fleet = fleet();
+    let mut gate = Gate::new(Limits::default());
+    let wrong = fleet.keys["1114"].to_public_key();
+    let bytes = seal_direct("1111", &fleet.keys["1111"], "1113", &wrong, 0, b"x")
+        .unwrap()
+        .to_bytes();
+    let t = now();
+    let first = gate.check("1111", &bytes, t, &fleet.snapshot).unwrap_err();
+    assert!(matches!(first.reason, Reason::KeyMismatch { .. }));
+    assert_eq!(
+        first.consumed.map(|s| s.envelope_hash),
+        Some(envelope_hash(&bytes))
+    );
+    for n in 0..50 {
+        let replay = gate
+            .check("1111", &bytes, t + n, &fleet.snapshot)
+            .unwrap_err();
+        assert_eq!(replay.reason, Reason::Replay);
+        assert!(replay.consumed.is_none());
+    }
+    // A stale copy is refused for its time before its key is looked at.
+    let stale = seal_direct("1111", &fleet.keys["1111"], "1113", &wrong, 0, b"y")
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        reason(gate.check("1111", &stale, t + 60 * 60 * 1000, &fleet.snapshot)),
+        Reason::StaleTimestamp
+    );
+}
+
+#[test]
+fn junk_and_replays_claiming_a_sender_do_not_spend_its_budget() {
+    let fleet = fleet();
+    let mut gate = Gate::new(Limits {
+        rate_per_sec: 1,
+        rate_burst: 2,
+        ..Limits::default()
+    });
+    let t = now();
+    let honest = fleet.direct("1111", "1113");
+    gate.check("1111", &honest, t, &fleet.snapshot).unwrap();
+    // Signed by 1112 while claiming 1111, and replays of 1111's real envelope.
+    let junk = seal_direct(
+        "1111",
+        &fleet.keys["1112"],
+        "1113",
+        &fleet.keys["1113"].to_public_key(),
+        0,
+        b"junk",
+    )
+    .unwrap()
+    .to_bytes();
+    for _ in 0..100 {
+        assert_eq!(
+            reason(gate.check("1111", &junk, t, &fleet.snapshot)),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            reason(gate.check("1111", &honest, t, &fleet.snapshot)),
+            Reason::Replay
+        );
+    }
+    // 1111's second token is still there.
+    assert!(gate
+        .check("1111", &fleet.direct("1111", "1113"), t, &fleet.snapshot)
+        .is_ok());
+}
+
+#[test]
+fn refusal_notices_are_budgeted_per_registered_sender() {
+    let fleet = fleet();
+    let mut gate = Gate::new(Limits::default());
+    let t = now();
+    assert!(!gate.may_notify("9999", t, &fleet.snapshot));
+    let sent = (0..100)
+        .filter(|_| gate.may_notify("1111", t, &fleet.snapshot))
+        .count();
+    assert_eq!(sent, NOTICE_BURST as usize);
+    assert!(gate.may_notify("1112", t, &fleet.snapshot));
+    assert!(gate.may_notify("1111", t + 1_000, &fleet.snapshot));
+}
+
+#[test]
+fn the_replay_window_is_bounded() {
+    let fleet = fleet();
+    let mut gate = Gate::new(Limits {
+        max_remembered: 3,
+        ..Limits::default()
+    });
+    let t = now();
+    for _ in 0..3 {
+        gate.check("1111", &fleet.direct("1111", "1113"), t, &fleet.snapshot)
+            .unwrap();
+    }
+    assert_eq!(
+        reason(gate.check("1111", &fleet.direct("1111", "1113"), t, &fleet.snapshot)),
+        Reason::RateLimited
     );
 }
 

@@ -43,70 +43,164 @@ pub fn public(id: &str) -> RsaPublicKey {
     device_key(id).to_public_key()
 }
 
-/// An MQTT client for a device (or an eavesdropper), with its incoming publishes on a channel.
+/// The audience the test bridges run with (the default).
+pub const AUDIENCE: &str = "keymesh-dev";
+
+/// What the broker acknowledged.
+#[derive(Debug)]
+pub enum Ack {
+    Sub(Vec<rumqttc::SubscribeReasonCode>),
+    Pub,
+}
+
+/// An MQTT client, with its incoming publishes on a channel.
 pub struct MqttClient {
     pub client: AsyncClient,
     pub incoming: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
-    acks: mpsc::UnboundedReceiver<()>,
+    acks: mpsc::UnboundedReceiver<Ack>,
+    /// Closes when the client's connection ended for good.
+    pub closed: mpsc::UnboundedReceiver<String>,
+}
+
+/// Options as a device with a fresh connect proof signed by `signer`'s dev key.
+pub fn device_options(port: u16, id: &str, tag: &str, signer: &str) -> MqttOptions {
+    let mut options = MqttOptions::new(format!("{id}:{tag}"), "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_max_packet_size(2 << 20, 2 << 20);
+    options.set_credentials(id, proof(id, signer));
+    options
+}
+
+/// A fresh connect proof for `id`, signed with `signer`'s dev key.
+pub fn proof(id: &str, signer: &str) -> String {
+    keymesh_device::ConnectProof::make(id, AUDIENCE, &device_key(signer))
+        .unwrap()
+        .to_password()
 }
 
 impl MqttClient {
-    pub async fn connect(port: u16, client_id: &str) -> MqttClient {
-        let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_max_packet_size(2 << 20, 2 << 20);
+    /// Connects as device `id` (client id `id:tag`) with a persistent session; reconnects
+    /// with a fresh proof whenever the connection drops, as a device agent does.
+    pub async fn device(port: u16, id: &str, tag: &str) -> MqttClient {
+        let mut options = device_options(port, id, tag, id);
+        options.set_clean_session(false);
+        let id = id.to_string();
+        let refresh = move |options: &mut MqttOptions| {
+            options.set_credentials(id.clone(), proof(&id, &id));
+        };
+        Self::start(options, Some(Box::new(refresh)))
+            .await
+            .expect("device connects")
+    }
+
+    /// Connects with `options` once, as any client might; `Err` says why it was refused.
+    pub async fn try_connect(options: MqttOptions) -> Result<MqttClient, String> {
+        Self::start(options, None).await
+    }
+
+    async fn start(
+        options: MqttOptions,
+        refresh: Option<Box<dyn Fn(&mut MqttOptions) + Send + Sync>>,
+    ) -> Result<MqttClient, String> {
         let (client, mut events): (AsyncClient, EventLoop) = AsyncClient::new(options, 1024);
         let (tx, incoming) = mpsc::unbounded_channel();
         let (ack_tx, acks) = mpsc::unbounded_channel();
         let (ready_tx, mut ready) = mpsc::unbounded_channel();
+        let (closed_tx, closed) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
                 match events.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = ready_tx.send(());
+                        let _ = ready_tx.send(Ok(()));
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
                     }
-                    Ok(Event::Incoming(Packet::SubAck(_)))
-                    | Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        let _ = ack_tx.send(());
+                    Ok(Event::Incoming(Packet::SubAck(s))) => {
+                        let _ = ack_tx.send(Ack::Sub(s.return_codes));
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        let _ = ack_tx.send(Ack::Pub);
                     }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(e) => match &refresh {
+                        Some(refresh) => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            refresh(&mut events.mqtt_options);
+                        }
+                        None => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            let _ = closed_tx.send(e.to_string());
+                            return;
+                        }
+                    },
                 }
             }
         });
-        tokio::time::timeout(Duration::from_secs(20), ready.recv())
-            .await
-            .expect("MQTT connection");
-        MqttClient {
-            client,
-            incoming,
-            acks,
+        match tokio::time::timeout(Duration::from_secs(20), ready.recv()).await {
+            Ok(Some(Ok(()))) => Ok(MqttClient {
+                client,
+                incoming,
+                acks,
+                closed,
+            }),
+            Ok(Some(Err(e))) => Err(e),
+            Ok(None) => Err("connection task ended".into()),
+            Err(_) => Err("no CONNACK within 20 s".into()),
         }
     }
 
-    /// Subscribes at QoS 1 and waits for the SUBACK.
-    pub async fn subscribe(&mut self, topic: &str) {
+    /// Subscribes at QoS 1 and returns what the SUBACK granted.
+    pub async fn subscribe(&mut self, topic: &str) -> Vec<rumqttc::SubscribeReasonCode> {
         self.client
             .subscribe(topic, QoS::AtLeastOnce)
             .await
             .unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.acks.recv())
-            .await
-            .expect("SUBACK");
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.acks.recv()).await {
+                Ok(Some(Ack::Sub(codes))) => return codes,
+                Ok(Some(Ack::Pub)) => continue,
+                Ok(None) | Err(_) => panic!("no SUBACK for {topic}"),
+            }
+        }
+    }
+
+    /// Subscribes and requires the broker to grant it.
+    pub async fn subscribe_granted(&mut self, topic: &str) {
+        let codes = self.subscribe(topic).await;
+        assert!(
+            codes
+                .iter()
+                .all(|c| *c != rumqttc::SubscribeReasonCode::Failure),
+            "subscription to {topic} refused"
+        );
     }
 
     /// Publishes at QoS 1 and waits for the PUBACK.
     pub async fn publish(&mut self, topic: &str, payload: Vec<u8>) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
+        assert!(
+            self.try_publish(topic, payload, false).await,
+            "no PUBACK for {topic}"
+        );
+    }
+
+    /// Publishes at QoS 1; whether the broker acknowledged it within 5 s.
+    pub async fn try_publish(&mut self, topic: &str, payload: Vec<u8>, retain: bool) -> bool {
+        if self
+            .client
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
             .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.acks.recv())
-            .await
-            .expect("PUBACK");
+            .is_err()
+        {
+            return false;
+        }
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), self.acks.recv()).await {
+                Ok(Some(Ack::Pub)) => return true,
+                Ok(Some(Ack::Sub(_))) => continue,
+                Ok(None) | Err(_) => return false,
+            }
+        }
     }
 
     /// The next message within `within`, if any.
@@ -127,9 +221,9 @@ pub struct Device {
 
 impl Device {
     pub async fn connect(mqtt_port: u16, id: &str) -> Device {
-        let mut mqtt = MqttClient::connect(mqtt_port, &format!("device-{id}")).await;
-        mqtt.subscribe(&mqtt::inbox_topic(id)).await;
-        mqtt.subscribe(&mqtt::status_topic(id)).await;
+        let mut mqtt = MqttClient::device(mqtt_port, id, "app").await;
+        mqtt.subscribe_granted(&mqtt::inbox_topic(id)).await;
+        mqtt.subscribe_granted(&mqtt::status_topic(id)).await;
         Device {
             id: id.to_string(),
             key: device_key(id),

@@ -15,7 +15,14 @@ use subxt::{dynamic::Value, OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::Keypair;
 
 mod devices;
+mod helpers;
+mod raw;
 pub use devices::*;
+// Each test file and example uses its own part of these.
+#[allow(unused_imports)]
+pub use helpers::*;
+#[allow(unused_imports)]
+pub use raw::*;
 
 pub type Api = OnlineClient<PolkadotConfig>;
 
@@ -108,11 +115,57 @@ impl Drop for Process {
     }
 }
 
+/// The bridge's credential at the test Mosquitto.
+pub const MOSQUITTO_USER: &str = "keymesh-bridge";
+pub const MOSQUITTO_PASSWORD: &str = "test-only-secret";
+
+/// Mosquitto as a production site would run it behind KeyMesh: no anonymous clients, one
+/// password for the bridge, persistent sessions on disk, everything queued for a bridge
+/// that is down.
+pub fn start_mosquitto(dir: &tempfile::TempDir, port: u16, closed: bool) -> Process {
+    let access = if closed {
+        let passwd = dir.path().join("mosquitto.passwd");
+        let status = Command::new("mosquitto_passwd")
+            .args([
+                "-b",
+                "-c",
+                passwd.to_str().unwrap(),
+                MOSQUITTO_USER,
+                MOSQUITTO_PASSWORD,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "mosquitto_passwd: {status:?}");
+        format!("allow_anonymous false\npassword_file {}", passwd.display())
+    } else {
+        "allow_anonymous true".to_string()
+    };
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\n{access}\n\
+             max_queued_messages 0\nmax_inflight_messages 100\n\
+             persistence true\npersistence_location {}/\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    Process::spawn(
+        Command::new("mosquitto").args(["-c", conf.to_str().unwrap()]),
+        dir.path().join(format!("mosquitto-{}.log", free_port())),
+    )
+}
+
 /// Which broker the bridge uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BrokerKind {
     Embedded,
+    /// Behind a password only the bridge holds.
     Mosquitto,
+    /// A broker without ACLs or passwords that anyone can reach: what the gate alone must
+    /// survive.
+    OpenMosquitto,
 }
 
 /// A running node, bridge and broker.
@@ -122,12 +175,17 @@ pub struct Stack {
     pub bridge: Option<Process>,
     pub mosquitto: Option<Process>,
     pub rpc_port: u16,
+    /// The bridge's front, where devices connect.
     pub mqtt_port: u16,
+    /// Mosquitto's own port (only the bridge may connect there).
+    pub broker_port: u16,
     pub metrics_port: u16,
     pub api: Api,
     pub broker: BrokerKind,
     /// Extra flags for the bridge.
     pub bridge_args: Vec<String>,
+    /// Extra environment for the bridge.
+    pub bridge_env: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -137,6 +195,15 @@ impl Stack {
 
     /// Starts the stack, giving the bridge `bridge_args` besides the usual flags.
     pub async fn start_with(broker: BrokerKind, bridge_args: &[&str]) -> Stack {
+        Stack::start_with_env(broker, bridge_args, &[]).await
+    }
+
+    /// Starts the stack, giving the bridge `bridge_args` and `bridge_env` besides the usual.
+    pub async fn start_with_env(
+        broker: BrokerKind,
+        bridge_args: &[&str],
+        bridge_env: &[(&str, &str)],
+    ) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let rpc_port = free_port();
         let node = Process::spawn(
@@ -162,25 +229,12 @@ impl Stack {
         })
         .await;
         let mqtt_port = free_port();
-        let mosquitto = (broker == BrokerKind::Mosquitto).then(|| {
-            let conf = dir.path().join("mosquitto.conf");
-            std::fs::write(
-                &conf,
-                // Queue everything for a bridge that is down (persistent session), and keep
-                // sessions on disk as a production broker would.
-                format!(
-                    "listener {mqtt_port} 127.0.0.1\nallow_anonymous true\n\
-                     max_queued_messages 0\nmax_inflight_messages 100\n\
-                     persistence true\npersistence_location {}/\n",
-                    dir.path().display()
-                ),
-            )
-            .unwrap();
-            Process::spawn(
-                Command::new("mosquitto").args(["-c", conf.to_str().unwrap()]),
-                dir.path().join("mosquitto.log"),
-            )
-        });
+        let broker_port = free_port();
+        let mosquitto = match broker {
+            BrokerKind::Embedded => None,
+            BrokerKind::Mosquitto => Some(start_mosquitto(&dir, broker_port, true)),
+            BrokerKind::OpenMosquitto => Some(start_mosquitto(&dir, broker_port, false)),
+        };
         let mut stack = Stack {
             dir,
             node,
@@ -188,10 +242,15 @@ impl Stack {
             mosquitto,
             rpc_port,
             mqtt_port,
+            broker_port,
             metrics_port: free_port(),
             api,
             broker,
             bridge_args: bridge_args.iter().map(|a| a.to_string()).collect(),
+            bridge_env: bridge_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         stack.start_bridge().await;
         stack
@@ -208,6 +267,7 @@ impl Stack {
         ));
         let mut command = Command::new(sibling_binary("keymesh-bridge"));
         command.args(&self.bridge_args);
+        command.envs(self.bridge_env.iter().map(|(k, v)| (k, v)));
         command.args([
             "--node",
             &format!("ws://127.0.0.1:{}", self.rpc_port),
@@ -219,14 +279,18 @@ impl Stack {
             "--state-dir",
             self.dir.path().join("bridge-state").to_str().unwrap(),
         ]);
-        match self.broker {
-            BrokerKind::Embedded => {
-                command.args(["--mqtt-listen", &format!("127.0.0.1:{}", self.mqtt_port)])
-            }
-            BrokerKind::Mosquitto => {
-                command.args(["--broker", &format!("mqtt://127.0.0.1:{}", self.mqtt_port)])
-            }
-        };
+        command.args(["--mqtt-listen", &format!("127.0.0.1:{}", self.mqtt_port)]);
+        if self.broker != BrokerKind::Embedded {
+            command.args([
+                "--broker",
+                &format!("mqtt://127.0.0.1:{}", self.broker_port),
+            ]);
+        }
+        if self.broker == BrokerKind::Mosquitto {
+            command
+                .args(["--broker-username", MOSQUITTO_USER])
+                .env("KEYMESH_BROKER_PASSWORD", MOSQUITTO_PASSWORD);
+        }
         let bridge = Process::spawn(&mut command, log);
         let ready = "forwarding from km/v1/in/+";
         let deadline = Instant::now() + Duration::from_secs(60);

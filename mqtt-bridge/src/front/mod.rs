@@ -1,0 +1,90 @@
+//! The MQTT front: the only door devices have to the broker (DESIGN §4a).
+//!
+//! Devices connect here, never to the broker itself. The front authenticates each CONNECT
+//! with the device's connect proof against finalized state, then relays the connection to
+//! the backend broker, applying the topic policy to every publish, subscribe and delivery.
+//! The backend (the embedded rumqttd, or Mosquitto) accepts only the front's and the
+//! bridge's credentials, so the same rules hold whichever broker sits behind.
+//!
+//! | part | module |
+//! |---|---|
+//! | who may connect | [`auth`] |
+//! | who may publish, subscribe and read what | [`acl`] |
+//! | frames off a byte stream | [`frames`] |
+//! | one connection's relay | [`session`] |
+
+pub mod acl;
+pub mod auth;
+pub mod frames;
+pub mod session;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{gate::Snapshot, metrics::Metrics};
+
+/// Where the backend broker is and the credential the front and the bridge present to it.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub host: String,
+    pub port: u16,
+    /// Username and password; `None` for a broker that takes anonymous clients, which is
+    /// then safe only if devices cannot reach it.
+    pub login: Option<(String, String)>,
+}
+
+/// What every session shares.
+pub struct Shared {
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    pub auth: Mutex<auth::Authenticator>,
+    pub backend: Backend,
+    pub max_packet: usize,
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    fn lock_auth(&self) -> MutexGuard<'_, auth::Authenticator> {
+        // A panic while holding the lock cannot leave the nonce window half-updated in a way
+        // that admits a replay: insertion is the last step.
+        self.auth.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Most device connections the front holds at once; past it, new ones are closed at accept.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// Binds the front's listener.
+pub async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(listen).await
+}
+
+/// Accepts device connections for ever, one task each.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("front accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!("front: {MAX_CONNECTIONS} connections open; closing {peer}");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(end) = session::serve(shared, stream).await {
+                tracing::debug!("front connection from {peer}: {end}");
+            }
+        });
+    }
+}
