@@ -150,23 +150,6 @@ async fn bridge_caught_up(api: &Api, args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// What became of an envelope `d` sent, as `d` sees it: a copy on `topic`, or a refusal on its
-/// status topic.
-async fn outcome(d: &mut Device, topic: &str) -> Option<Result<Vec<u8>, serde_json::Value>> {
-    let status = status_topic(&d.id);
-    let deadline = std::time::Instant::now() + WAIT;
-    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-        match d.mqtt.next(left).await? {
-            (t, payload) if t == topic => return Some(Ok(payload)),
-            (t, payload) if t == status => {
-                return Some(Err(serde_json::from_slice(&payload).unwrap_or_default()))
-            }
-            _ => continue,
-        }
-    }
-    None
-}
-
 async fn ensure_group(
     api: &Api,
     args: &Args,
@@ -323,32 +306,19 @@ async fn main() -> Result<(), String> {
     let env = seal_topic("1111", &fleet[0].key, "B", &b_key, epoch, b"lights off")
         .map_err(|e| e.to_string())?;
     fleet[0].send(env.to_bytes()).await;
-    // 1111 hears back first: its own copy on B's topic, or a refusal.
-    let own_copy = match outcome(&mut fleet[0], &group_topic("B")).await {
-        Some(Ok(bytes)) => Some(bytes),
-        Some(Err(notice)) => {
-            say(format!(
-                "bridge: refused, {} ({})",
-                notice["reason"], notice["detail"]
-            ));
-            None
-        }
-        None => {
-            say("bridge: no answer");
-            None
-        }
-    };
     for d in &mut fleet[..] {
-        let copy = match (&own_copy, d.id.as_str()) {
-            (None, _) => None,
-            (Some(bytes), "1111") => Some(bytes.clone()),
-            (Some(_), id) if outside_b.contains(id) => {
-                d.next_on(&group_topic("B"), Duration::from_secs(1)).await
-            }
-            (Some(_), _) => d.next_on(&group_topic("B"), WAIT).await,
+        let copy = if outside_b.contains(&d.id) {
+            d.next_on(&group_topic("B"), Duration::from_secs(1)).await
+        } else {
+            d.next_on(&group_topic("B"), WAIT).await
         };
         let Some(bytes) = copy else {
-            say(format!("{}: nothing arrived", d.id));
+            let why = if outside_b.contains(&d.id) {
+                " (not subscribed)"
+            } else {
+                ""
+            };
+            say(format!("{}: nothing arrived{why}", d.id));
             continue;
         };
         match topic_key_of(args.rpc_port, "B", &d.id).await {
