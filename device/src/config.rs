@@ -6,6 +6,8 @@ use serde::Deserialize;
 
 /// Default MQTT port.
 pub const DEFAULT_MQTT_PORT: u16 = 1883;
+/// Default MQTT-over-TLS port.
+pub const DEFAULT_MQTTS_PORT: u16 = 8883;
 /// The audience a dev bridge's front expects when none is configured.
 pub const DEFAULT_AUDIENCE: &str = "keymesh-dev";
 
@@ -20,6 +22,8 @@ pub const DEFAULT_AUDIENCE: &str = "keymesh-dev";
 /// audience = "plant-7"
 /// # sr25519 public keys of the bridges whose attested deliveries `listen` accepts
 /// trusted_bridges = ["0x1cbd2d43530a44705ad088af313e18f80b53ef16b36177cd4b77b846f2a5f07c"]
+/// # with broker = "mqtts://…": the CA certificates (PEM) the broker's certificate must chain to
+/// ca_file = "/etc/keymesh/fleet-ca.pem"
 /// ```
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +34,7 @@ pub struct FileConfig {
     pub peers_dir: Option<PathBuf>,
     pub trusted_bridges: Option<Vec<String>>,
     pub audience: Option<String>,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Why the configuration is unusable.
@@ -42,7 +47,7 @@ pub enum ConfigError {
     },
     #[error("config {path} is not valid: {reason}")]
     Parse { path: String, reason: String },
-    #[error("broker URL {0:?} is not mqtt://host[:port]")]
+    #[error("broker URL {0:?} is not mqtt://host[:port] or mqtts://host[:port]")]
     BadBroker(String),
     #[error("device id {0:?} is not 1..64 bytes of [A-Za-z0-9._-]")]
     BadDeviceId(String),
@@ -83,17 +88,27 @@ impl FileConfig {
 pub struct Broker {
     pub host: String,
     pub port: u16,
+    /// `mqtts://`: connect over TLS.
+    pub tls: bool,
 }
 
 impl Broker {
-    /// Parses `mqtt://host[:port]` (or `host[:port]`).
+    /// Parses `mqtt://host[:port]`, `mqtts://host[:port]` (TLS) or `host[:port]`.
     pub fn parse(url: &str) -> Result<Self, ConfigError> {
         let bad = || ConfigError::BadBroker(url.to_string());
-        let rest = url.strip_prefix("mqtt://").unwrap_or(url);
+        let (rest, tls) = match url.strip_prefix("mqtts://") {
+            Some(rest) => (rest, true),
+            None => (url.strip_prefix("mqtt://").unwrap_or(url), false),
+        };
         let rest = rest.trim_end_matches('/');
+        let default_port = if tls {
+            DEFAULT_MQTTS_PORT
+        } else {
+            DEFAULT_MQTT_PORT
+        };
         let (host, port) = match rest.rsplit_once(':') {
             Some((host, port)) => (host, port.parse::<u16>().map_err(|_| bad())?),
-            None => (rest, DEFAULT_MQTT_PORT),
+            None => (rest, default_port),
         };
         if host.is_empty() || host.contains('/') || port == 0 {
             return Err(bad());
@@ -101,6 +116,7 @@ impl Broker {
         Ok(Broker {
             host: host.to_string(),
             port,
+            tls,
         })
     }
 }
@@ -129,10 +145,14 @@ mod tests {
             Broker::parse("mqtt://127.0.0.1:1884").unwrap(),
             Broker {
                 host: "127.0.0.1".into(),
-                port: 1884
+                port: 1884,
+                tls: false,
             }
         );
         assert_eq!(Broker::parse("localhost").unwrap().port, DEFAULT_MQTT_PORT);
+        let secure = Broker::parse("mqtts://broker.plant").unwrap();
+        assert!(secure.tls);
+        assert_eq!(secure.port, DEFAULT_MQTTS_PORT);
         for bad in [
             "mqtt://",
             "mqtt://h:0",

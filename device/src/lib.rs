@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod keys;
 pub mod mqtt;
 pub mod pss;
+pub mod tls;
 pub mod topic_key;
 
 pub use attestation::{envelope_hash, Attestation, AttestationError, Delivery};

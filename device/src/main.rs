@@ -41,6 +41,9 @@ struct Cli {
     /// [default: keymesh-dev].
     #[arg(long, global = true)]
     audience: Option<String>,
+    /// CA certificates (PEM) the broker's certificate must chain to; needed with mqtts://.
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -144,7 +147,7 @@ enum Command {
 
 /// The settings a networked command needs.
 struct Device {
-    broker: Broker,
+    endpoint: mqtt::Endpoint,
     id: String,
     key: RsaPrivateKey,
     peers_dir: Option<PathBuf>,
@@ -216,8 +219,14 @@ async fn run(cli: Cli) -> Result<()> {
             .clone()
             .or(file.audience.clone())
             .unwrap_or_else(|| config::DEFAULT_AUDIENCE.into());
+        let broker = Broker::parse(&broker)?;
+        let tls = match (broker.tls, cli.ca.clone().or(file.ca_file.clone())) {
+            (false, _) => None,
+            (true, Some(ca)) => Some(keymesh_device::tls::client_config(&ca)?),
+            (true, None) => return Err(config::ConfigError::Missing("ca (for mqtts://)").into()),
+        };
         Ok(Device {
-            broker: Broker::parse(&broker)?,
+            endpoint: mqtt::Endpoint { broker, tls },
             id: config::device_id(&id)?,
             key: keys::read_private(key)?,
             peers_dir: peers_dir.clone(),
@@ -361,7 +370,7 @@ async fn publish(device: &Device, env: Envelope) -> Result<()> {
     let id = hex::encode(env.header.message_id);
     let tag = format!("send-{}", &id[..8]);
     mqtt::publish_acked(
-        &device.broker,
+        &device.endpoint,
         &device.login(&tag),
         &mqtt::ingress_topic(&device.id),
         env.to_bytes(),
@@ -392,7 +401,7 @@ async fn listen(
             keys::read_private(Path::new(path))?,
         );
     }
-    let (client, mut events) = mqtt::connect(&device.broker, &device.login("listen")).await?;
+    let (client, mut events) = mqtt::connect(&device.endpoint, &device.login("listen")).await?;
     let inbox = mqtt::inbox_topic(&device.id);
     client.subscribe(inbox.clone(), QoS::AtLeastOnce).await?;
     for topic in group_keys.keys() {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use rsa::RsaPrivateKey;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 
@@ -40,6 +42,25 @@ pub enum MqttError {
     Proof(#[from] crate::ConnectProofError),
 }
 
+/// Where a device connects: the broker's address, and TLS settings when the URL was
+/// `mqtts://`.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub broker: Broker,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Endpoint {
+    /// Plain TCP, as on loopback.
+    pub fn plain(broker: Broker) -> Self {
+        Endpoint { broker, tls: None }
+    }
+
+    fn name(&self) -> String {
+        format!("{}:{}", self.broker.host, self.broker.port)
+    }
+}
+
 /// What a device presents at CONNECT: its id as username and client id (with an optional
 /// tag, `1111:listen`, so that one device can hold several connections), and a fresh
 /// connect proof signed with its key as password (`docs/connect-proof.md`).
@@ -70,10 +91,14 @@ impl DeviceLogin<'_> {
     }
 
     /// Connection options: envelopes up to [`MAX_ENVELOPE_LEN`] in both directions.
-    pub fn options(&self, broker: &Broker) -> Result<MqttOptions, MqttError> {
+    pub fn options(&self, endpoint: &Endpoint) -> Result<MqttOptions, MqttError> {
+        let broker = &endpoint.broker;
         let mut options = MqttOptions::new(self.client_id(), broker.host.clone(), broker.port);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_max_packet_size(MAX_ENVELOPE_LEN + 1024, MAX_ENVELOPE_LEN + 1024);
+        if let Some(tls) = &endpoint.tls {
+            crate::tls::use_tls(&mut options, tls.clone());
+        }
         self.refresh(&mut options)?;
         Ok(options)
     }
@@ -81,11 +106,11 @@ impl DeviceLogin<'_> {
 
 /// Connects and waits for the broker's CONNACK.
 pub async fn connect(
-    broker: &Broker,
+    endpoint: &Endpoint,
     login: &DeviceLogin<'_>,
 ) -> Result<(AsyncClient, EventLoop), MqttError> {
-    let (client, mut events) = AsyncClient::new(login.options(broker)?, 64);
-    let broker_name = format!("{}:{}", broker.host, broker.port);
+    let (client, mut events) = AsyncClient::new(login.options(endpoint)?, 64);
+    let broker_name = endpoint.name();
     loop {
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok((client, events)),
@@ -102,17 +127,17 @@ pub async fn connect(
 
 /// Publishes `payload` at QoS 1 and returns once the broker acknowledged it.
 pub async fn publish_acked(
-    broker: &Broker,
+    endpoint: &Endpoint,
     login: &DeviceLogin<'_>,
     topic: &str,
     payload: Vec<u8>,
     within: Duration,
 ) -> Result<(), MqttError> {
-    let (client, mut events) = connect(broker, login).await?;
+    let (client, mut events) = connect(endpoint, login).await?;
     client
         .publish(topic, QoS::AtLeastOnce, false, payload)
         .await?;
-    let broker_name = format!("{}:{}", broker.host, broker.port);
+    let broker_name = endpoint.name();
     let acked = tokio::time::timeout(within, async {
         loop {
             match events.poll().await {

@@ -89,5 +89,6 @@ next_connection_delay_ms = 1
         host: listen.ip().to_string(),
         port: listen.port(),
         login: Some((user, secret)),
+        tls: None,
     })
 }

@@ -28,6 +28,18 @@ pub struct Cli {
     /// the one credential it accepts (with KEYMESH_BROKER_PASSWORD) instead of a random one.
     #[arg(long)]
     pub broker_username: Option<String>,
+    /// Also serve the front over TLS here (needs --tls-cert and --tls-key).
+    #[arg(long)]
+    pub mqtt_tls_listen: Option<SocketAddr>,
+    /// The front's TLS certificate chain (PEM).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The front's TLS private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) an mqtts:// broker's certificate must chain to.
+    #[arg(long)]
+    pub broker_ca: Option<PathBuf>,
     /// Where the embedded broker listens, for operators' own tools (it takes only the broker
     /// credential) [default: a free loopback port].
     #[arg(long)]
@@ -81,6 +93,10 @@ pub struct FileConfig {
     pub broker_username: Option<String>,
     pub broker_password: Option<String>,
     pub embedded_broker_listen: Option<SocketAddr>,
+    pub mqtt_tls_listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub broker_ca: Option<PathBuf>,
     pub audience: Option<String>,
     pub signer: Option<String>,
     pub metrics: Option<SocketAddr>,
@@ -101,12 +117,22 @@ pub enum BrokerChoice {
         listen: Option<SocketAddr>,
         login: Option<(String, String)>,
     },
-    /// Connect to this one, presenting `login`.
+    /// Connect to this one, presenting `login`, over TLS trusting `ca` if given
+    /// (`mqtts://`).
     External {
         host: String,
         port: u16,
         login: Option<(String, String)>,
+        ca: Option<PathBuf>,
     },
+}
+
+/// The front's TLS listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrontTls {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Everything the service needs, resolved.
@@ -115,6 +141,8 @@ pub struct Settings {
     pub broker: BrokerChoice,
     /// Where the front listens for devices.
     pub mqtt_listen: SocketAddr,
+    /// Where it also listens over TLS, if anywhere.
+    pub front_tls: Option<FrontTls>,
     /// What devices' connect proofs must name.
     pub audience: String,
     pub signer: Keypair,
@@ -137,6 +165,10 @@ pub enum ConfigError {
     Audience(String),
     #[error("a broker password needs a broker username")]
     PasswordWithoutUser,
+    #[error("--mqtt-tls-listen needs --tls-cert and --tls-key")]
+    TlsFiles,
+    #[error("an mqtts:// broker needs --broker-ca")]
+    BrokerCa,
     #[error(
         "no signer: pass --signer (or signer = \"…\" in the config), e.g. //Alice on a dev chain"
     )]
@@ -159,22 +191,22 @@ fn default_state_dir() -> Option<PathBuf> {
         .map(|base| base.join("keymesh-bridge"))
 }
 
-/// Parses `mqtt://host:port` (the port defaults to 1883).
-pub fn parse_broker(url: &str) -> Result<BrokerChoice, ConfigError> {
+/// Parses `mqtt://host:port` (the port defaults to 1883) or `mqtts://host:port` (8883);
+/// returns the host, the port and whether it is TLS.
+pub fn parse_broker(url: &str) -> Result<(String, u16, bool), ConfigError> {
     let bad = || ConfigError::Broker(url.to_string());
-    let rest = url.strip_prefix("mqtt://").ok_or_else(bad)?;
+    let (rest, tls) = match url.strip_prefix("mqtts://") {
+        Some(rest) => (rest, true),
+        None => (url.strip_prefix("mqtt://").ok_or_else(bad)?, false),
+    };
     let (host, port) = match rest.rsplit_once(':') {
         Some((host, port)) => (host, port.parse().map_err(|_| bad())?),
-        None => (rest, 1883),
+        None => (rest, if tls { 8883 } else { 1883 }),
     };
     if host.is_empty() || host.contains('/') {
         return Err(bad());
     }
-    Ok(BrokerChoice::External {
-        host: host.to_string(),
-        port,
-        login: None,
-    })
+    Ok((host.to_string(), port, tls))
 }
 
 impl Settings {
@@ -206,16 +238,33 @@ impl Settings {
             (None, None) => None,
         };
         let broker = match cli.broker.or(file.broker) {
-            Some(url) => match parse_broker(&url)? {
-                BrokerChoice::External { host, port, .. } => {
-                    BrokerChoice::External { host, port, login }
+            Some(url) => {
+                let (host, port, tls) = parse_broker(&url)?;
+                let ca = match (tls, cli.broker_ca.or(file.broker_ca)) {
+                    (false, _) => None,
+                    (true, Some(ca)) => Some(ca),
+                    (true, None) => return Err(ConfigError::BrokerCa),
+                };
+                BrokerChoice::External {
+                    host,
+                    port,
+                    login,
+                    ca,
                 }
-                embedded => embedded,
-            },
+            }
             None => BrokerChoice::Embedded {
                 listen: cli.embedded_broker_listen.or(file.embedded_broker_listen),
                 login,
             },
+        };
+        let front_tls = match (
+            cli.mqtt_tls_listen.or(file.mqtt_tls_listen),
+            cli.tls_cert.or(file.tls_cert),
+            cli.tls_key.or(file.tls_key),
+        ) {
+            (None, _, _) => None,
+            (Some(listen), Some(cert), Some(key)) => Some(FrontTls { listen, cert, key }),
+            (Some(_), _, _) => return Err(ConfigError::TlsFiles),
         };
         let audience = cli
             .audience
@@ -239,6 +288,7 @@ impl Settings {
                 .mqtt_listen
                 .or(file.mqtt_listen)
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1883))),
+            front_tls,
             audience,
             signer,
             metrics: Some(
@@ -288,16 +338,13 @@ mod tests {
     fn brokers_parse_or_fail_clearly() {
         assert_eq!(
             parse_broker("mqtt://127.0.0.1:1884").unwrap(),
-            BrokerChoice::External {
-                host: "127.0.0.1".into(),
-                port: 1884,
-                login: None,
-            }
+            ("127.0.0.1".into(), 1884, false)
         );
-        assert!(matches!(
-            parse_broker("mqtt://broker").unwrap(),
-            BrokerChoice::External { port: 1883, .. }
-        ));
+        assert_eq!(parse_broker("mqtt://broker").unwrap().1, 1883);
+        assert_eq!(
+            parse_broker("mqtts://broker").unwrap(),
+            ("broker".into(), 8883, true)
+        );
         for bad in ["127.0.0.1:1883", "mqtt://", "mqtt://h:port", "http://h:1"] {
             assert!(parse_broker(bad).is_err(), "{bad}");
         }
@@ -325,7 +372,7 @@ mod tests {
         assert_eq!(settings.limits.rate_per_sec, 7);
         assert!(matches!(
             &settings.broker,
-            BrokerChoice::External { host, port: 2883, login: None } if host == "127.0.0.1"
+            BrokerChoice::External { host, port: 2883, login: None, ca: None } if host == "127.0.0.1"
         ));
         assert_eq!(settings.audience, "keymesh-dev");
         assert_eq!(settings.state_dir, PathBuf::from("/var/lib/keymesh-bridge"));

@@ -160,10 +160,22 @@ pub async fn run(
             );
             backend
         }
-        BrokerChoice::External { host, port, login } => Backend {
+        BrokerChoice::External {
+            host,
+            port,
+            login,
+            ca,
+        } => Backend {
             host: host.clone(),
             port: *port,
             login: login.clone(),
+            tls: match ca {
+                Some(ca) => Some(
+                    keymesh_device::tls::client_config(ca)
+                        .map_err(|e| BridgeError::Mqtt(e.to_string()))?,
+                ),
+                None => None,
+            },
         },
     };
     let listener = front::bind(settings.mqtt_listen)
@@ -228,19 +240,31 @@ pub async fn run(
         });
     }
 
-    tokio::spawn(front::serve(
-        listener,
-        Arc::new(front::Shared {
-            snapshot: snapshot_rx.clone(),
-            auth: std::sync::Mutex::new(front::auth::Authenticator::new(
-                settings.audience.clone(),
-                settings.limits.max_skew_ms,
-            )),
-            backend: backend.clone(),
-            max_packet: settings.limits.max_envelope + 1024,
-            metrics: metrics.clone(),
-        }),
-    ));
+    let shared = Arc::new(front::Shared {
+        snapshot: snapshot_rx.clone(),
+        auth: std::sync::Mutex::new(front::auth::Authenticator::new(
+            settings.audience.clone(),
+            settings.limits.max_skew_ms,
+        )),
+        backend: backend.clone(),
+        max_packet: settings.limits.max_envelope + 1024,
+        metrics: metrics.clone(),
+    });
+    tokio::spawn(front::serve(listener, shared.clone(), None));
+    if let Some(tls) = &settings.front_tls {
+        let front_error = |reason: String| BridgeError::Front {
+            listen: tls.listen.to_string(),
+            reason,
+        };
+        let config = front::tls::server_config(&tls.cert, &tls.key)
+            .map_err(|e| front_error(e.to_string()))?;
+        let listener = front::bind(tls.listen)
+            .await
+            .map_err(|e| front_error(e.to_string()))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        tokio::spawn(front::serve(listener, shared, Some(acceptor)));
+        tracing::info!("MQTT front over TLS on {}", tls.listen);
+    }
     tracing::info!(
         "MQTT front for devices on {} (audience {:?})",
         settings.mqtt_listen,
@@ -314,6 +338,9 @@ async fn connect_mqtt(
     options.set_manual_acks(true);
     if let Some((user, password)) = &backend.login {
         options.set_credentials(user.clone(), password.clone());
+    }
+    if let Some(tls) = &backend.tls {
+        keymesh_device::tls::use_tls(&mut options, tls.clone());
     }
     let max_packet = settings.limits.max_envelope + 1024;
     options.set_max_packet_size(max_packet, max_packet);

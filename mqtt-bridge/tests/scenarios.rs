@@ -525,3 +525,56 @@ async fn graceful_shutdown_flushes_the_audit_batch() {
         vec![envelope_hash(&sealed).to_vec()]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn devices_and_the_bridge_speak_tls_to_the_front_and_to_mosquitto() {
+    // Mosquitto listens only over TLS, so the bridge's forwarding proves its TLS too.
+    let stack = Stack::start(BrokerKind::MosquittoTls).await;
+    let ca = stack.dir.path().join("ca.pem");
+    let tls = keymesh_device::tls::client_config(&ca).unwrap();
+    let over_tls = |id: &str, tag: &str| {
+        let mut options = device_options(stack.tls_port, id, tag, id);
+        keymesh_device::tls::use_tls(&mut options, tls.clone());
+        options
+    };
+    let mut d1113 = MqttClient::try_connect(over_tls("1113", "tls"))
+        .await
+        .unwrap();
+    d1113.subscribe_granted(&inbox_topic("1113")).await;
+    let mut d1111 = MqttClient::try_connect(over_tls("1111", "tls"))
+        .await
+        .unwrap();
+    d1111
+        .publish(
+            &keymesh_device::mqtt::ingress_topic("1111"),
+            direct("1111", "1113", &public("1113"), "over TLS"),
+        )
+        .await;
+    let (_, delivery) = d1113.next(WAIT).await.expect("delivered over TLS");
+    let opened = open_delivery(&delivery, &device_key("1113"), &directory()).unwrap();
+    assert_eq!(&opened.payload[..], b"over TLS");
+    // Plain MQTT on the TLS port gets nowhere.
+    let plain = device_options(stack.tls_port, "1111", "plain", "1111");
+    assert!(MqttClient::try_connect(plain).await.is_err());
+    // The CLI over TLS, trusting the fleet's CA.
+    let testdata = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../device/testdata");
+    let out = std::process::Command::new(sibling_binary("keymesh-device"))
+        .args(["--broker", &format!("mqtts://127.0.0.1:{}", stack.tls_port)])
+        .args(["--ca", ca.to_str().unwrap(), "--device-id", "1111"])
+        .args(["--key", testdata.join("1111.key.pem").to_str().unwrap()])
+        .args(["send", "--to", "1113", "--message", "CLI over TLS"])
+        .args([
+            "--recipient-key",
+            testdata.join("1113.spki.pem").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, delivery) = d1113.next(WAIT).await.expect("the CLI's message delivered");
+    let opened = open_delivery(&delivery, &device_key("1113"), &directory()).unwrap();
+    assert_eq!(&opened.payload[..], b"CLI over TLS");
+}

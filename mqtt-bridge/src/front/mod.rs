@@ -17,6 +17,7 @@ pub mod acl;
 pub mod auth;
 pub mod frames;
 pub mod session;
+pub mod tls;
 
 use std::{
     net::SocketAddr,
@@ -35,6 +36,8 @@ pub struct Backend {
     /// Username and password; `None` for a broker that takes anonymous clients, which is
     /// then safe only if devices cannot reach it.
     pub login: Option<(String, String)>,
+    /// TLS to the broker, when it asks for it (`mqtts://`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// What every session shares.
@@ -62,8 +65,15 @@ pub async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(listen).await
 }
 
-/// Accepts device connections for ever, one task each.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+/// How long a device may take over the TLS handshake.
+const HANDSHAKE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts device connections for ever, one task each; over TLS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -79,10 +89,22 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
+        let (shared, tls) = (shared.clone(), tls.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(end) = session::serve(shared, stream).await {
+            let served = match tls {
+                None => session::serve(shared, stream).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_WITHIN, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => session::serve(shared, stream).await,
+                        Ok(Err(e)) => Err(session::SessionEnd::Refused(format!("TLS: {e}"))),
+                        Err(_) => Err(session::SessionEnd::Refused(
+                            "TLS handshake timed out".into(),
+                        )),
+                    }
+                }
+            };
+            if let Err(end) = served {
                 tracing::debug!("front connection from {peer}: {end}");
             }
         });

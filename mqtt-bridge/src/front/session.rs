@@ -88,10 +88,7 @@ where
             return Err(SessionEnd::Refused(reason));
         }
     };
-    let backend = TcpStream::connect((shared.backend.host.as_str(), shared.backend.port))
-        .await
-        .map_err(|e| SessionEnd::Backend(e.to_string()));
-    let backend = match backend {
+    let backend = match connect_backend(&shared.backend).await {
         Ok(backend) => backend,
         Err(e) => {
             let unavailable = ConnAck::new(ConnectReturnCode::ServiceUnavailable, false);
@@ -100,8 +97,7 @@ where
             return Err(e);
         }
     };
-    let _ = backend.set_nodelay(true);
-    let (backend_rd, backend_wr) = backend.into_split();
+    let (backend_rd, backend_wr) = tokio::io::split(backend);
     let (to_backend, backend_queue) = mpsc::channel::<Bytes>(QUEUE);
     let (to_client, client_queue) = mpsc::channel::<Bytes>(QUEUE);
     to_backend
@@ -156,6 +152,29 @@ where
     shared.metrics.front_sessions.dec();
     tracing::debug!("session of {device} ended: {end}");
     Err(end)
+}
+
+/// A byte stream to the backend broker: TCP, or TLS over TCP.
+trait BackendStream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> BackendStream for T {}
+
+/// Opens the device's connection to the backend broker.
+async fn connect_backend(backend: &super::Backend) -> Result<Box<dyn BackendStream>, SessionEnd> {
+    let error = |e: &dyn std::fmt::Display| SessionEnd::Backend(e.to_string());
+    let tcp = TcpStream::connect((backend.host.as_str(), backend.port))
+        .await
+        .map_err(|e| error(&e))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = &backend.tls else {
+        return Ok(Box::new(tcp));
+    };
+    let name =
+        rustls::pki_types::ServerName::try_from(backend.host.clone()).map_err(|e| error(&e))?;
+    let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| error(&e))?;
+    Ok(Box::new(stream))
 }
 
 /// Decodes and authenticates the first frame; on refusal, the CONNACK code and why.

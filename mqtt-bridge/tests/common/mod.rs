@@ -136,7 +136,21 @@ pub fn start_mosquitto(dir: &tempfile::TempDir, port: u16, closed: bool) -> Proc
             .status()
             .unwrap();
         assert!(status.success(), "mosquitto_passwd: {status:?}");
-        format!("allow_anonymous false\npassword_file {}", passwd.display())
+        let tls = if dir.path().join("server.pem").exists() {
+            let file = |name: &str| dir.path().join(name).display().to_string();
+            format!(
+                "\ncafile {}\ncertfile {}\nkeyfile {}",
+                file("ca.pem"),
+                file("server.pem"),
+                file("server.key")
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "allow_anonymous false\npassword_file {}{tls}",
+            passwd.display()
+        )
     } else {
         "allow_anonymous true".to_string()
     };
@@ -166,6 +180,79 @@ pub enum BrokerKind {
     /// A broker without ACLs or passwords that anyone can reach: what the gate alone must
     /// survive.
     OpenMosquitto,
+    /// Behind a password, over TLS only; the front also listens over TLS (`tls_port`).
+    MosquittoTls,
+}
+
+/// Makes a test CA and a certificate for 127.0.0.1 signed by it, with the openssl tool:
+/// `ca.pem`, `server.pem` and `server.key` in `dir`.
+pub fn make_test_ca(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=keymesh-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    // Mosquitto started as root loads its TLS files as the `mosquitto` user: a test-only key.
+    use std::os::unix::fs::PermissionsExt;
+    let readable = std::fs::Permissions::from_mode(0o644);
+    std::fs::set_permissions(dir.join("server.key"), readable).unwrap();
 }
 
 /// A running node, bridge and broker.
@@ -179,6 +266,8 @@ pub struct Stack {
     pub mqtt_port: u16,
     /// Mosquitto's own port (only the bridge may connect there).
     pub broker_port: u16,
+    /// The front's TLS port (`MosquittoTls` only).
+    pub tls_port: u16,
     pub metrics_port: u16,
     pub api: Api,
     pub broker: BrokerKind,
@@ -234,6 +323,10 @@ impl Stack {
             BrokerKind::Embedded => None,
             BrokerKind::Mosquitto => Some(start_mosquitto(&dir, broker_port, true)),
             BrokerKind::OpenMosquitto => Some(start_mosquitto(&dir, broker_port, false)),
+            BrokerKind::MosquittoTls => {
+                make_test_ca(dir.path());
+                Some(start_mosquitto(&dir, broker_port, true))
+            }
         };
         let mut stack = Stack {
             dir,
@@ -243,6 +336,7 @@ impl Stack {
             rpc_port,
             mqtt_port,
             broker_port,
+            tls_port: free_port(),
             metrics_port: free_port(),
             api,
             broker,
@@ -280,13 +374,35 @@ impl Stack {
             self.dir.path().join("bridge-state").to_str().unwrap(),
         ]);
         command.args(["--mqtt-listen", &format!("127.0.0.1:{}", self.mqtt_port)]);
-        if self.broker != BrokerKind::Embedded {
-            command.args([
-                "--broker",
-                &format!("mqtt://127.0.0.1:{}", self.broker_port),
-            ]);
+        let file = |name: &str| self.dir.path().join(name).display().to_string();
+        match self.broker {
+            BrokerKind::Embedded => {}
+            BrokerKind::Mosquitto | BrokerKind::OpenMosquitto => {
+                command.args([
+                    "--broker",
+                    &format!("mqtt://127.0.0.1:{}", self.broker_port),
+                ]);
+            }
+            BrokerKind::MosquittoTls => {
+                command
+                    .args([
+                        "--broker",
+                        &format!("mqtts://127.0.0.1:{}", self.broker_port),
+                    ])
+                    .args(["--broker-ca", &file("ca.pem")])
+                    .args(["--mqtt-tls-listen", &format!("127.0.0.1:{}", self.tls_port)])
+                    .args([
+                        "--tls-cert",
+                        &file("server.pem"),
+                        "--tls-key",
+                        &file("server.key"),
+                    ]);
+            }
         }
-        if self.broker == BrokerKind::Mosquitto {
+        if matches!(
+            self.broker,
+            BrokerKind::Mosquitto | BrokerKind::MosquittoTls
+        ) {
             command
                 .args(["--broker-username", MOSQUITTO_USER])
                 .env("KEYMESH_BROKER_PASSWORD", MOSQUITTO_PASSWORD);
