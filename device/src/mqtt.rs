@@ -110,6 +110,9 @@ pub async fn connect(
     login: &DeviceLogin<'_>,
 ) -> Result<(AsyncClient, EventLoop), MqttError> {
     let (client, mut events) = AsyncClient::new(login.options(endpoint)?, 64);
+    let mut network = events.network_options();
+    network.set_tcp_nodelay(true);
+    events.set_network_options(network);
     let broker_name = endpoint.name();
     loop {
         match events.poll().await {

@@ -82,11 +82,18 @@ static GENERATOR: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new())
 /// Authenticated CONNECTs per second at the front: proofs are made first (signing is the
 /// device's cost), then 16 clients at a time connect, each with its own proof.
 async fn connect_rate(stack: &Stack) {
-    const CONNECTS: usize = 400;
-    let proofs: Vec<String> =
-        tokio::task::spawn_blocking(|| (0..CONNECTS).map(|_| proof("1112", "1112")).collect())
-            .await
-            .unwrap();
+    // Each device may hold 64 live proofs (`front::auth::NONCES_PER_DEVICE`); 60 each.
+    const CONNECTS: usize = 4 * 60;
+    let proofs: Vec<(String, String)> = tokio::task::spawn_blocking(|| {
+        (0..CONNECTS)
+            .map(|i| {
+                let id = DEVICES[i % 4];
+                (id.to_string(), proof(id, id))
+            })
+            .collect()
+    })
+    .await
+    .unwrap();
     let port = stack.mqtt_port;
     let started = Instant::now();
     let mut pending = proofs.into_iter().enumerate();
@@ -96,9 +103,9 @@ async fn connect_rate(stack: &Stack) {
         if batch.is_empty() {
             break;
         }
-        let attempts = batch.into_iter().map(|(i, proof)| async move {
-            let mut options = rumqttc::MqttOptions::new(format!("1112:c{i}"), "127.0.0.1", port);
-            options.set_credentials("1112", proof);
+        let attempts = batch.into_iter().map(|(i, (id, proof))| async move {
+            let mut options = rumqttc::MqttOptions::new(format!("{id}:c{i}"), "127.0.0.1", port);
+            options.set_credentials(id, proof);
             let (client, mut events) = rumqttc::AsyncClient::new(options, 8);
             let ok = matches!(
                 events.poll().await,
@@ -130,11 +137,21 @@ async fn main() {
     let payload = vec![0x42u8; 256];
     // The gate refuses a message id twice, so every gated send needs its own envelope.
     let total = 2 * (WARM_UP + ROUNDS * n);
+    // 1111 -> 1113 through the front, 1112 -> 1114 on the old path: no receiver sees the
+    // other path's deliveries.
     let envelopes: Vec<Vec<u8>> = tokio::task::spawn_blocking(move || {
-        let (key, to) = (device_key("1111"), public("1113"));
+        let (sealed_front, sealed_direct) = (
+            (device_key("1111"), public("1113")),
+            (device_key("1112"), public("1114")),
+        );
         (0..total)
-            .map(|_| {
-                seal_direct("1111", &key, "1113", &to, 0, &payload)
+            .map(|i| {
+                let (from, key, to, to_key) = if i < total / 2 {
+                    ("1111", &sealed_front.0, "1113", &sealed_front.1)
+                } else {
+                    ("1112", &sealed_direct.0, "1114", &sealed_direct.1)
+                };
+                seal_direct(from, key, to, to_key, 0, &payload)
                     .unwrap()
                     .to_bytes()
             })
@@ -150,7 +167,7 @@ async fn main() {
 
     // The gate alone, in-process.
     let mut snapshot = Snapshot::default();
-    for id in ["1111", "1113"] {
+    for id in DEVICES {
         snapshot
             .devices
             .insert(id.into(), DeviceKey::active(public(id)));
@@ -164,11 +181,14 @@ async fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
+    let half = envelopes.len() / 2;
     let mut times: Vec<Duration> = envelopes
         .iter()
-        .map(|e| {
+        .enumerate()
+        .map(|(i, e)| {
+            let sender = if i < half { "1111" } else { "1112" };
             let t = Instant::now();
-            gate.check("1111", e, now, &snapshot).expect("passes");
+            gate.check(sender, e, now, &snapshot).expect("passes");
             t.elapsed()
         })
         .collect();
@@ -216,15 +236,16 @@ async fn main() {
     receiver.subscribe_granted(&inbox_topic("1113")).await;
 
     // The path before the front: devices on the embedded broker itself.
-    let direct_sender = MqttClient::try_connect(raw_options("1111-direct"))
+    let direct_sender = MqttClient::try_connect(raw_options("1112-direct"))
         .await
         .unwrap();
-    let mut direct_receiver = MqttClient::try_connect(raw_options("1113-direct"))
+    let mut direct_receiver = MqttClient::try_connect(raw_options("1114-direct"))
         .await
         .unwrap();
     direct_receiver
-        .subscribe_granted(&inbox_topic("1113"))
+        .subscribe_granted(&inbox_topic("1114"))
         .await;
+    let direct_inbox = inbox_topic("1114");
 
     let raw_topic = "km/v1/bench/raw";
     let inbox = inbox_topic("1113");
@@ -244,8 +265,8 @@ async fn main() {
     run(
         &direct_sender,
         &mut direct_receiver,
-        "km/v1/in/1111",
-        &inbox,
+        "km/v1/in/1112",
+        &direct_inbox,
         direct_warm,
     )
     .await;
@@ -275,8 +296,8 @@ async fn main() {
                     run(
                         &direct_sender,
                         &mut direct_receiver,
-                        "km/v1/in/1111",
-                        &inbox,
+                        "km/v1/in/1112",
+                        &direct_inbox,
                         direct_batch,
                     )
                     .await,

@@ -347,6 +347,10 @@ async fn connect_mqtt(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (client, mut events) = AsyncClient::new(options.clone(), 1024);
+        // Forwards are small and pipelined: Nagle's algorithm would hold them back.
+        let mut network = events.network_options();
+        network.set_tcp_nodelay(true);
+        events.set_network_options(network);
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok((client, events)),
             Ok(_) => continue,

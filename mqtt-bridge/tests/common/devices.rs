@@ -103,6 +103,10 @@ impl MqttClient {
         refresh: Option<Box<dyn Fn(&mut MqttOptions) + Send + Sync>>,
     ) -> Result<MqttClient, String> {
         let (client, mut events): (AsyncClient, EventLoop) = AsyncClient::new(options, 1024);
+        // Without it, Nagle's algorithm and delayed ACKs stall pipelined QoS 1 traffic.
+        let mut network = events.network_options();
+        network.set_tcp_nodelay(true);
+        events.set_network_options(network);
         let (tx, incoming) = mpsc::unbounded_channel();
         let (ack_tx, acks) = mpsc::unbounded_channel();
         let (ready_tx, mut ready) = mpsc::unbounded_channel();
