@@ -11,6 +11,7 @@
 pub mod attestation;
 pub mod config;
 pub mod connect_proof;
+pub mod directory;
 pub mod envelope;
 pub mod keys;
 pub mod mqtt;

@@ -11,6 +11,7 @@ use std::{
 use clap::{Parser, Subcommand};
 use keymesh_device::{
     config::{self, Broker, FileConfig},
+    directory::DirectoryView,
     envelope::{self, Envelope},
     keys::{self, KeyBits},
     mqtt, Delivery,
@@ -142,6 +143,10 @@ enum Command {
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<usize>,
+        /// Also follow the bridge's key directory (km/v1/dir/#): print each attested entry,
+        /// refuse one older than an entry already accepted.
+        #[arg(long)]
+        directory: bool,
     },
 }
 
@@ -344,6 +349,7 @@ async fn run(cli: Cli) -> Result<()> {
             trust_bridges,
             groups,
             count,
+            directory,
         } => {
             let trusted = if trust_bridges.is_empty() {
                 file.trusted_bridges.clone().unwrap_or_default()
@@ -360,7 +366,8 @@ async fn run(cli: Cli) -> Result<()> {
                     "warning: no trusted bridge (--trust-bridge or trusted_bridges): every delivery will be refused"
                 );
             }
-            listen(&device, &trusted, &groups, count).await?;
+            let directory = directory.then(|| DirectoryView::new(trusted.clone()));
+            listen(&device, &trusted, &groups, count, directory).await?;
         }
     }
     Ok(())
@@ -389,6 +396,7 @@ async fn listen(
     trusted: &[[u8; 32]],
     groups: &[String],
     count: Option<usize>,
+    mut directory: Option<DirectoryView>,
 ) -> Result<()> {
     let mut group_keys: HashMap<String, RsaPrivateKey> = HashMap::new();
     for spec in groups {
@@ -407,9 +415,27 @@ async fn listen(
     for topic in group_keys.keys() {
         client.subscribe(topic.clone(), QoS::AtLeastOnce).await?;
     }
+    if directory.is_some() {
+        client.subscribe("km/v1/dir/#", QoS::AtLeastOnce).await?;
+    }
+    // Ready only once the broker has every subscription: nothing published after this line
+    // is missed.
+    let mut awaiting = 1 + group_keys.len() + usize::from(directory.is_some());
+    while awaiting > 0 {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::SubAck(_))) => awaiting -= 1,
+            Ok(_) => {}
+            Err(e) => return Err(format!("MQTT connection lost: {e}").into()),
+        }
+    }
     eprintln!(
-        "listening on {inbox} and {} group topic(s)",
-        group_keys.len()
+        "listening on {inbox} and {} group topic(s){}",
+        group_keys.len(),
+        if directory.is_some() {
+            " and the key directory"
+        } else {
+            ""
+        }
     );
     let mut seen = std::collections::HashSet::new();
     let mut handled = 0usize;
@@ -420,6 +446,22 @@ async fn listen(
             Err(e) => return Err(format!("MQTT connection lost: {e}").into()),
         };
         handled += 1;
+        if let Some(view) = directory
+            .as_mut()
+            .filter(|_| publish.topic.starts_with("km/v1/dir/"))
+        {
+            match view.accept(&publish.topic, &publish.payload) {
+                Ok(entry) => println!(
+                    "{}: directory entry at block #{}: {}",
+                    publish.topic,
+                    entry.block,
+                    String::from_utf8_lossy(&entry.json)
+                ),
+                Err(e) => println!("{}: directory entry refused: {e}", publish.topic),
+            }
+            std::io::stdout().flush()?;
+            continue;
+        }
         let (reader, addressed_to) = match group_keys.get(&publish.topic) {
             Some(key) => (key, Addressee::Group(group_of(&publish.topic))),
             None => (&device.key, Addressee::Device(&device.id)),

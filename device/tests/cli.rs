@@ -348,3 +348,58 @@ fn send_and_listen_through_a_real_broker() {
         lines[4]
     );
 }
+
+#[test]
+fn listen_refuses_a_directory_entry_older_than_one_it_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, port) = start_mosquitto(dir.path());
+    let broker = format!("mqtt://127.0.0.1:{port}");
+    let mut listener = Reaped(
+        device_cmd(&broker, "1113", dir.path())
+            .args(["listen", "--directory", "--count", "3"])
+            .args(["--trust-bridge", &alice_hex()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(listener.0.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    // A newer entry, a stale one replayed after it, and an unattested one.
+    let entry = |block: u32, json: &str| {
+        let path = dir.path().join(format!("entry-{block}.bin"));
+        let delivery = Delivery {
+            attestation: Attestation::sign(&sr25519::dev::alice(), json.as_bytes(), block, [1; 32]),
+            envelope: json.as_bytes().to_vec(),
+        };
+        std::fs::write(&path, delivery.to_bytes()).unwrap();
+        path
+    };
+    let garbage = dir.path().join("garbage.bin");
+    std::fs::write(&garbage, b"").unwrap();
+    for file in [
+        entry(9, "{\"fingerprint\":\"new\"}"),
+        entry(7, "{\"fingerprint\":\"old\"}"),
+        garbage,
+    ] {
+        let status = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+            .args(["-t", "km/v1/dir/1114", "-f", file.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let out = listener.0.stdout.take().unwrap();
+    let lines: Vec<String> = BufReader::new(out).lines().map(|l| l.unwrap()).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].contains("directory entry at block #9"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("new"), "{}", lines[0]);
+    assert!(lines[1].contains("older than #9"), "{}", lines[1]);
+    assert!(lines[2].contains("directory entry refused"), "{}", lines[2]);
+}
