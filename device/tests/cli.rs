@@ -186,6 +186,22 @@ fn start_mosquitto(dir: &Path) -> (Reaped, u16) {
     (Reaped(child), port)
 }
 
+/// Starts `keymesh-device listen` as device 1113 and waits until it says it is subscribed.
+fn start_listener(command: &mut Command) -> Reaped {
+    let mut listener = Reaped(
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(listener.0.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on km/v1/dev/1113/inbox"), "{line}");
+    listener
+}
+
 fn alice_hex() -> String {
     hex::encode(sr25519::dev::alice().public_key().0)
 }
@@ -207,19 +223,13 @@ fn send_and_listen_through_a_real_broker() {
         .unwrap();
     }
 
-    let mut listener = Reaped(
-        device_cmd(&broker, "1113", &peers)
-            .args(["listen", "--count", "5", "--trust-bridge", &alice_hex()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    // Readiness: the listener says so on stderr once subscribed.
-    let mut err = BufReader::new(listener.0.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on km/v1/dev/1113/inbox"), "{line}");
+    let mut listener = start_listener(device_cmd(&broker, "1113", &peers).args([
+        "listen",
+        "--count",
+        "5",
+        "--trust-bridge",
+        &alice_hex(),
+    ]));
 
     // Relay: take one message from the ingress topic and republish it to the inbox.
     let sealed_path = dir.path().join("sealed.bin");
@@ -354,19 +364,11 @@ fn listen_refuses_a_directory_entry_older_than_one_it_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, port) = start_mosquitto(dir.path());
     let broker = format!("mqtt://127.0.0.1:{port}");
-    let mut listener = Reaped(
+    let mut listener = start_listener(
         device_cmd(&broker, "1113", dir.path())
             .args(["listen", "--directory", "--count", "3"])
-            .args(["--trust-bridge", &alice_hex()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .args(["--trust-bridge", &alice_hex()]),
     );
-    let mut err = BufReader::new(listener.0.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "{line}");
     // A newer entry, a stale one replayed after it, and an unattested one.
     let entry = |block: u32, json: &str| {
         let path = dir.path().join(format!("entry-{block}.bin"));

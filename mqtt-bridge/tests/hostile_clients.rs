@@ -305,20 +305,22 @@ async fn a_sniffed_envelope_replayed_with_dup_set_is_not_forwarded_mosquitto() {
     a_sniffed_envelope_replayed_with_dup_set_is_not_forwarded(BrokerKind::Mosquitto).await;
 }
 
-/// Ingress of the broker without ACLs, reached past the front.
-#[tokio::test(flavor = "multi_thread")]
-async fn fifty_replays_of_a_wrong_key_envelope_put_one_key_mismatch_on_chain() {
-    let stack = Stack::start(BrokerKind::OpenMosquitto).await;
+/// A captured wrong-key envelope replayed fifty times: by a sniffer straight at a broker
+/// without ACLs, or, behind the front, by the misbehaving sender itself.
+async fn fifty_replays_of_a_wrong_key_envelope_put_one_key_mismatch_on_chain(broker: BrokerKind) {
+    let stack = Stack::start(broker).await;
     let from = stack.finalized().await;
     let mut d1111 = Device::connect(stack.mqtt_port, "1111").await;
     let wrong_key = direct("1111", "1113", &public("1114"), "tampered");
     d1111.send(wrong_key.clone()).await;
     assert_eq!(d1111.refusal(WAIT).await["reason"], "KeyMismatch");
-    // A sniffer replays the captured bytes fifty times, with and without DUP.
-    let mut replayer = MqttClient::try_connect(bare(stack.broker_port, "sniffer"))
-        .await
-        .expect("the open broker takes anyone");
-    for i in 0..50 {
+    let mut replayer = match broker {
+        BrokerKind::OpenMosquitto => MqttClient::try_connect(bare(stack.broker_port, "sniffer"))
+            .await
+            .expect("the open broker takes anyone"),
+        _ => MqttClient::device(stack.mqtt_port, "1111", "replay").await,
+    };
+    for i in 0..49 {
         assert!(
             replayer
                 .try_publish(&ingress_topic("1111"), wrong_key.clone(), false)
@@ -326,18 +328,36 @@ async fn fifty_replays_of_a_wrong_key_envelope_put_one_key_mismatch_on_chain() {
             "replay {i}"
         );
     }
+    // The fiftieth with DUP set.
     let mut raw = RawSession::device(stack.mqtt_port, "1111", "raw").await;
     raw.publish(&ingress_topic("1111"), wrong_key, 9, true)
         .await;
     let replays = "keymesh_bridge_refused_total{reason=\"Replay\"}";
-    wait_for("51 replays refused", WAIT, || async {
-        (stack.metric(replays).await >= Some(51.0)).then_some(())
+    wait_for("50 replays refused", WAIT, || async {
+        (stack.metric(replays).await >= Some(50.0)).then_some(())
     })
     .await;
     let events = exchange_log(&stack, from, 0, 1).await;
     assert_eq!(events.len(), 1);
     tokio::time::sleep(QUIET).await;
     assert_eq!(stack.events(from, "ExchangeLog").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_replays_of_a_wrong_key_envelope_put_one_key_mismatch_on_chain_embedded_broker() {
+    fifty_replays_of_a_wrong_key_envelope_put_one_key_mismatch_on_chain(BrokerKind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_replays_of_a_wrong_key_envelope_put_one_key_mismatch_on_chain_mosquitto() {
+    fifty_replays_of_a_wrong_key_envelope_put_one_key_mismatch_on_chain(BrokerKind::Mosquitto)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_replays_of_a_wrong_key_envelope_put_one_key_mismatch_on_chain_open_broker() {
+    fifty_replays_of_a_wrong_key_envelope_put_one_key_mismatch_on_chain(BrokerKind::OpenMosquitto)
+        .await;
 }
 
 /// Sends `count` honest envelopes 1111 -> 1113 at `per_sec`, and returns how many distinct

@@ -69,6 +69,14 @@ fn fleet() -> Fleet {
 }
 
 impl Fleet {
+    /// 1111 seals "to 1113" under 1114's key: the seeds' tampered directory.
+    fn tampered(&self) -> Vec<u8> {
+        let wrong = self.keys["1114"].to_public_key();
+        seal_direct("1111", &self.keys["1111"], "1113", &wrong, 0, b"x")
+            .unwrap()
+            .to_bytes()
+    }
+
     fn direct(&self, from: &str, to: &str) -> Vec<u8> {
         let to_key = self.keys[to].to_public_key();
         seal_direct(from, &self.keys[from], to, &to_key, 0, b"21.5C")
@@ -125,9 +133,7 @@ fn an_envelope_sealed_to_another_key_is_a_key_mismatch() {
     let mut gate = Gate::new(Limits::default());
     // 1111 seals "to 1113" under 1114's key: the seeds' tampered directory.
     let wrong = fleet.keys["1114"].to_public_key();
-    let bytes = seal_direct("1111", &fleet.keys["1111"], "1113", &wrong, 0, b"x")
-        .unwrap()
-        .to_bytes();
+    let bytes = fleet.tampered();
     assert_eq!(
         reason(gate.check("1111", &bytes, now(), &fleet.snapshot)),
         Reason::KeyMismatch {
@@ -347,9 +353,7 @@ fn a_replayed_wrong_key_envelope_is_a_replay_and_its_id_is_used_once() {
     let fleet = fleet();
     let mut gate = Gate::new(Limits::default());
     let wrong = fleet.keys["1114"].to_public_key();
-    let bytes = seal_direct("1111", &fleet.keys["1111"], "1113", &wrong, 0, b"x")
-        .unwrap()
-        .to_bytes();
+    let bytes = fleet.tampered();
     let t = now();
     let first = gate.check("1111", &bytes, t, &fleet.snapshot).unwrap_err();
     assert!(matches!(first.reason, Reason::KeyMismatch { .. }));

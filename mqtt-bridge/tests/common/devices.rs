@@ -53,6 +53,9 @@ pub enum Ack {
     Pub,
 }
 
+/// Puts fresh credentials into the options before a reconnect.
+type Refresh = Box<dyn Fn(&mut MqttOptions) + Send + Sync>;
+
 /// An MQTT client, with its incoming publishes on a channel.
 pub struct MqttClient {
     pub client: AsyncClient,
@@ -98,10 +101,7 @@ impl MqttClient {
         Self::start(options, None).await
     }
 
-    async fn start(
-        options: MqttOptions,
-        refresh: Option<Box<dyn Fn(&mut MqttOptions) + Send + Sync>>,
-    ) -> Result<MqttClient, String> {
+    async fn start(options: MqttOptions, refresh: Option<Refresh>) -> Result<MqttClient, String> {
         let (client, mut events): (AsyncClient, EventLoop) = AsyncClient::new(options, 1024);
         // Without it, Nagle's algorithm and delayed ACKs stall pipelined QoS 1 traffic.
         let mut network = events.network_options();
