@@ -722,16 +722,24 @@ impl Forward {
             expected,
             block: snapshot.block_number,
         };
-        tracing::info!(
-            "refused from {}: {code}: {}",
-            refused.reported_to,
-            refused.detail
-        );
         let notify = self
             .gate
             .may_notify(&refused.reported_to, now_ms(), snapshot);
-        if !notify {
+        // Logged at info within the sender's notice budget; past it a flood would fill the
+        // disk with lines the metrics already count.
+        if notify {
+            tracing::info!(
+                "refused from {}: {code}: {}",
+                refused.reported_to,
+                refused.detail
+            );
+        } else {
             self.metrics.notices_suppressed.inc();
+            tracing::debug!(
+                "refused from {}: {code}: {}",
+                refused.reported_to,
+                refused.detail
+            );
         }
         if let (true, Ok(json)) = (notify, serde_json::to_vec(&notice)) {
             let topic = mqtt::status_topic(&refused.reported_to);

@@ -227,7 +227,8 @@ fn authenticate(shared: &Shared, first: &Frame) -> Result<String, (ConnectReturn
                 .front_connects
                 .with_label_values(&[refusal.label()])
                 .inc();
-            tracing::info!("CONNECT of {:?} refused: {refusal}", connect.client_id);
+            // Anyone can make these; the metric counts them, the log would only grow.
+            tracing::debug!("CONNECT of {:?} refused: {refusal}", connect.client_id);
             Err((refusal.connack_code(), refusal.to_string()))
         }
     }
@@ -334,7 +335,7 @@ impl Upstream {
                 .front_denied
                 .with_label_values(&["subscribe"])
                 .inc_by(denied as u64);
-            tracing::info!(
+            tracing::debug!(
                 "{} may not subscribe to {:?}",
                 self.device,
                 subscribe
