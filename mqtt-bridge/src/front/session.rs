@@ -46,6 +46,8 @@ pub const BACKEND_CLIENT_PREFIX: &str = "dev:";
 const MAX_PENDING_SUBSCRIBES: usize = 64;
 /// Frames queued toward one side of a connection.
 const QUEUE: usize = 256;
+/// How long the broker-side writer may take to drain after a clean DISCONNECT.
+const DRAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a new connection may take to send its CONNECT.
 const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -106,12 +108,13 @@ where
         .map_err(|_| SessionEnd::Disconnect)?;
     shared.metrics.front_sessions.inc();
     let pending: PendingSubscribes = Arc::default();
-    let mut tasks = JoinSet::new();
-    tasks.spawn(async move {
+    // The broker-side writer is kept apart so a clean DISCONNECT can let it drain.
+    let mut backend_writer = tokio::spawn(async move {
         write_frames(backend_wr, backend_queue)
             .await
             .map_err(SessionEnd::from)
     });
+    let mut tasks = JoinSet::new();
     tasks.spawn(async move {
         write_frames(client_wr, client_queue)
             .await
@@ -140,6 +143,15 @@ where
     ));
     let end = tokio::select! {
         Some(ended) = tasks.join_next() => match ended {
+            // Only the device's DISCONNECT ends a task cleanly.
+            Ok(Ok(())) => {
+                drain(&mut tasks, &mut backend_writer).await;
+                SessionEnd::Disconnect
+            }
+            Ok(Err(end)) => end,
+            Err(e) => SessionEnd::Backend(e.to_string()),
+        },
+        written = &mut backend_writer => match written {
             Ok(Ok(())) => SessionEnd::Disconnect,
             Ok(Err(end)) => end,
             Err(e) => SessionEnd::Backend(e.to_string()),
@@ -149,9 +161,21 @@ where
             SessionEnd::Kicked(device)
         }
     };
+    backend_writer.abort();
     shared.metrics.front_sessions.dec();
     tracing::debug!("session of {device} ended: {end}");
     Err(end)
+}
+
+/// After a clean DISCONNECT: stops the other tasks, so every sender of the broker-side queue
+/// is gone, then lets the writer put what the device sent before it on the wire.
+async fn drain(
+    tasks: &mut JoinSet<Result<(), SessionEnd>>,
+    backend_writer: &mut tokio::task::JoinHandle<Result<(), SessionEnd>>,
+) {
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    let _ = tokio::time::timeout(DRAIN_WITHIN, backend_writer).await;
 }
 
 /// A byte stream to the backend broker: TCP, or TLS over TCP.
