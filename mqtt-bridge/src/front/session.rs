@@ -82,20 +82,17 @@ where
     let first = tokio::time::timeout(CONNECT_WITHIN, client.next())
         .await
         .map_err(|_| SessionEnd::Refused("no CONNECT in time".into()))??;
-    let device = match authenticate(&shared, &first) {
-        Ok(device) => device,
+    let (device, connect) = match authenticate(&shared, &first) {
+        Ok(authenticated) => authenticated,
         Err((code, reason)) => {
-            let connack = encode(&v4::Packet::ConnAck(ConnAck::new(code, false)))?;
-            let _ = tokio::io::AsyncWriteExt::write_all(&mut client_wr, &connack).await;
+            refuse_connect(&mut client_wr, code).await;
             return Err(SessionEnd::Refused(reason));
         }
     };
     let backend = match connect_backend(&shared.backend).await {
         Ok(backend) => backend,
         Err(e) => {
-            let unavailable = ConnAck::new(ConnectReturnCode::ServiceUnavailable, false);
-            let connack = encode(&v4::Packet::ConnAck(unavailable))?;
-            let _ = tokio::io::AsyncWriteExt::write_all(&mut client_wr, &connack).await;
+            refuse_connect(&mut client_wr, ConnectReturnCode::ServiceUnavailable).await;
             return Err(e);
         }
     };
@@ -103,7 +100,7 @@ where
     let (to_backend, backend_queue) = mpsc::channel::<Bytes>(QUEUE);
     let (to_client, client_queue) = mpsc::channel::<Bytes>(QUEUE);
     to_backend
-        .send(backend_connect(&shared, &first)?)
+        .send(backend_connect(&shared, &connect)?)
         .await
         .map_err(|_| SessionEnd::Disconnect)?;
     shared.metrics.front_sessions.inc();
@@ -201,8 +198,20 @@ async fn connect_backend(backend: &super::Backend) -> Result<Box<dyn BackendStre
     Ok(Box::new(stream))
 }
 
-/// Decodes and authenticates the first frame; on refusal, the CONNACK code and why.
-fn authenticate(shared: &Shared, first: &Frame) -> Result<String, (ConnectReturnCode, String)> {
+/// Tells a client its CONNECT was refused; it is closed right after, so a failed write
+/// changes nothing.
+async fn refuse_connect<W: AsyncWrite + Unpin>(client: &mut W, code: ConnectReturnCode) {
+    if let Ok(connack) = encode(&v4::Packet::ConnAck(ConnAck::new(code, false))) {
+        let _ = tokio::io::AsyncWriteExt::write_all(client, &connack).await;
+    }
+}
+
+/// Decodes and authenticates the first frame: the device and its CONNECT, or on refusal the
+/// CONNACK code and why.
+fn authenticate(
+    shared: &Shared,
+    first: &Frame,
+) -> Result<(String, v4::Connect), (ConnectReturnCode, String)> {
     if first.kind != PacketType::Connect {
         return Err((
             ConnectReturnCode::NotAuthorized,
@@ -243,7 +252,7 @@ fn authenticate(shared: &Shared, first: &Frame) -> Result<String, (ConnectReturn
                 .front_connects
                 .with_label_values(&["accepted"])
                 .inc();
-            Ok(device)
+            Ok((device, connect))
         }
         Err(refusal) => {
             shared
@@ -260,8 +269,7 @@ fn authenticate(shared: &Shared, first: &Frame) -> Result<String, (ConnectReturn
 
 /// The device's CONNECT as the backend sees it: the front's credential, a client id in the
 /// front's own namespace, no will (refused earlier), the device's session flags.
-fn backend_connect(shared: &Shared, first: &Frame) -> Result<Bytes, SessionEnd> {
-    let connect = v4::Connect::read(first.header, first.bytes.clone()).map_err(FrameError::from)?;
+fn backend_connect(shared: &Shared, connect: &v4::Connect) -> Result<Bytes, SessionEnd> {
     let mut rewritten = v4::Connect::new(format!("{BACKEND_CLIENT_PREFIX}{}", connect.client_id));
     rewritten.protocol = Protocol::V4;
     rewritten.keep_alive = connect.keep_alive;
