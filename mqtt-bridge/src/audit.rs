@@ -1,236 +1,20 @@
-//! Audit: what the bridge forwarded or refused for a key reason, journaled (see
-//! [`crate::audit_journal`]) and written to the exchange log as one `exchange_log.record`
-//! call per block; and the writer that signs every chain write of the bridge, one at a time
-//! and each under a nonce the caller chooses, so nonces never race.
+//! Audit: moves the journaled exchange records (see [`crate::audit_journal`]) to the
+//! exchange log, one `exchange_log.record` batch at a time, each pinned to one nonce so that
+//! however many copies a crash or a lost connection makes, at most one lands.
 
-use keymesh_primitives::Fingerprint;
-use serde::{Deserialize, Serialize};
-use subxt::{
-    config::{DefaultExtrinsicParamsBuilder, RpcConfigFor},
-    dynamic::Value,
-    error::TransactionEventsError,
-    rpcs::{LegacyRpcMethods, RpcClient},
-    tx::Signer,
-    utils::AccountId32,
-    PolkadotConfig,
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
 };
-use subxt_signer::sr25519::Keypair;
 
 use crate::{
     audit_journal::{AuditJournal, Batch, InFlight},
-    chain::{query, Api, ChainError},
-    gate::Target,
+    backoff::Backoff,
+    chain::ChainError,
+    record::MAX_BATCH,
     replay::JournalError,
+    writer::{WriteError, Writer, MORTALITY},
 };
-
-/// Most records in one `record` call: the runtime's `MaxBatch`.
-pub const MAX_BATCH: usize = 1024;
-
-/// One outcome for the exchange log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Record {
-    Exchanged {
-        sender: String,
-        target: Target,
-        fingerprint: Fingerprint,
-        envelope_hash: [u8; 32],
-        checked_at: u32,
-    },
-    Mismatch {
-        sender: String,
-        target: Target,
-        presented: Fingerprint,
-        expected: Fingerprint,
-    },
-}
-
-fn target_value(target: &Target) -> Value {
-    match target {
-        Target::Device(id) => Value::unnamed_variant("Device", [Value::from_bytes(id)]),
-        Target::Group(id) => Value::unnamed_variant("Group", [Value::from_bytes(id)]),
-    }
-}
-
-impl Record {
-    /// The record as the runtime's `ExchangeRecord`, built from names alone.
-    pub fn to_value(&self) -> Value {
-        match self {
-            Record::Exchanged {
-                sender,
-                target,
-                fingerprint,
-                envelope_hash,
-                checked_at,
-            } => Value::named_variant(
-                "Exchanged",
-                [
-                    ("sender", Value::from_bytes(sender)),
-                    ("target", target_value(target)),
-                    ("fingerprint", Value::from_bytes(fingerprint)),
-                    ("envelope_hash", Value::from_bytes(envelope_hash)),
-                    ("checked_at", Value::u128((*checked_at).into())),
-                ],
-            ),
-            Record::Mismatch {
-                sender,
-                target,
-                presented,
-                expected,
-            } => Value::named_variant(
-                "Mismatch",
-                [
-                    ("sender", Value::from_bytes(sender)),
-                    ("target", target_value(target)),
-                    ("presented", Value::from_bytes(presented)),
-                    ("expected", Value::from_bytes(expected)),
-                ],
-            ),
-        }
-    }
-}
-
-/// Signs and submits the bridge's calls, waiting for each to be finalized.
-pub struct Writer {
-    api: Api,
-    /// For the nonce the transaction pool expects next (no typed subxt call reads it).
-    rpc: LegacyRpcMethods<RpcConfigFor<PolkadotConfig>>,
-    signer: Keypair,
-}
-
-/// The bridge account as finalized state has it.
-#[derive(Clone, Copy, Debug)]
-pub struct Finalized {
-    pub block: u64,
-    /// Transactions of the bridge's in finalized blocks.
-    pub nonce: u64,
-}
-
-/// Why a write did not go through.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The node refused the transaction: it is in no pool and cannot land.
-    #[error("{0}")]
-    NotSubmitted(ChainError),
-    /// The transaction was in the pool, but it was not seen finalized: it may have landed.
-    #[error("{0}")]
-    Unsettled(ChainError),
-    /// The transaction is in a finalized block and its nonce is spent, but the runtime
-    /// refused the call.
-    #[error("{0}")]
-    Failed(ChainError),
-}
-
-impl Writer {
-    /// Connects the writer's own JSON-RPC client to `url`.
-    pub async fn connect(api: Api, url: &str, signer: Keypair) -> Result<Self, ChainError> {
-        let rpc = RpcClient::from_insecure_url(url)
-            .await
-            .map_err(|e| ChainError::Connect {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
-        Ok(Writer {
-            api,
-            rpc: LegacyRpcMethods::new(rpc),
-            signer,
-        })
-    }
-
-    fn account(&self) -> AccountId32 {
-        <Keypair as Signer<PolkadotConfig>>::account_id(&self.signer)
-    }
-
-    /// The finalized block and the bridge account's nonce in it.
-    pub async fn finalized(&self) -> Result<Finalized, ChainError> {
-        let at = self.api.at_current_block().await.map_err(query)?;
-        let nonce = at
-            .tx()
-            .account_nonce(&self.account())
-            .await
-            .map_err(query)?;
-        Ok(Finalized {
-            block: at.block_number(),
-            nonce,
-        })
-    }
-
-    /// The nonce the node's transaction pool expects next from the bridge: past every
-    /// transaction of the bridge's that is ready to land.
-    pub async fn next_nonce(&self) -> Result<u64, ChainError> {
-        self.rpc
-            .system_account_next_index(&self.account())
-            .await
-            .map_err(query)
-    }
-
-    /// Signs `pallet.call(args)` with `nonce`, mortal for [`MORTALITY`] blocks from the
-    /// finalized block, submits it and waits for it to be finalized.
-    async fn submit(
-        &self,
-        pallet: &str,
-        call: &str,
-        args: Vec<Value>,
-        nonce: u64,
-    ) -> Result<(), WriteError> {
-        let failed = |e: String| ChainError::Query(format!("{pallet}.{call}: {e}"));
-        let payload = subxt::dynamic::tx(pallet, call, args);
-        let params = DefaultExtrinsicParamsBuilder::<PolkadotConfig>::new()
-            .nonce(nonce)
-            .mortal(MORTALITY)
-            .build();
-        let progress = self
-            .api
-            .tx()
-            .await
-            .map_err(|e| WriteError::NotSubmitted(failed(e.to_string())))?
-            .sign_and_submit_then_watch(&payload, &self.signer, params)
-            .await
-            .map_err(|e| WriteError::NotSubmitted(failed(e.to_string())))?;
-        let in_block = progress
-            .wait_for_finalized()
-            .await
-            .map_err(|e| WriteError::Unsettled(failed(e.to_string())))?;
-        match in_block.wait_for_success().await {
-            Ok(_) => Ok(()),
-            Err(
-                e @ (TransactionEventsError::ExtrinsicFailed(_)
-                | TransactionEventsError::CannotDecodeDispatchError { .. }),
-            ) => Err(WriteError::Failed(failed(e.to_string()))),
-            // Finalized, but its events could not be read: most likely it worked.
-            Err(e) => Err(WriteError::Unsettled(failed(e.to_string()))),
-        }
-    }
-
-    /// Writes `records` (at most [`MAX_BATCH`]) to the exchange log in one call.
-    pub async fn record(&self, records: &[Record], nonce: u64) -> Result<(), WriteError> {
-        let batch = Value::unnamed_composite(records.iter().map(Record::to_value));
-        self.submit("ExchangeLog", "record", vec![batch], nonce)
-            .await
-    }
-
-    /// Submits one `groups.set_epoch_key` call.
-    pub async fn set_epoch_key(
-        &self,
-        group: &str,
-        epoch: u32,
-        topic_public_key: &[u8],
-        sealed_private_key: &[u8],
-        wraps: &[(String, Vec<u8>)],
-    ) -> Result<(), WriteError> {
-        let wraps = Value::unnamed_composite(wraps.iter().map(|(device, wrap)| {
-            Value::unnamed_composite([Value::from_bytes(device), Value::from_bytes(wrap)])
-        }));
-        let args = vec![
-            Value::from_bytes(group),
-            Value::u128(epoch.into()),
-            Value::from_bytes(topic_public_key),
-            Value::from_bytes(sealed_private_key),
-            wraps,
-        ];
-        let nonce = self.next_nonce().await.map_err(WriteError::NotSubmitted)?;
-        self.submit("Groups", "set_epoch_key", args, nonce).await
-    }
-}
 
 /// The audit journal, shared by the forward loop (which appends) and the writer (which
 /// commits).
@@ -261,36 +45,90 @@ enum FlushError {
     CopiesAlive { nonce: u64, after: u64 },
 }
 
-/// Writes the journal's pending records, a batch at a time, until none is left or a write
-/// does not go through (the rest waits for the next flush).
+/// First and longest wait after a batch did not go through.
+const RETRY: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
+
+/// Moves pending records to the exchange log.
 ///
 /// Every copy of a batch is signed with the nonce pinned to it first, so however many
 /// copies a crash or a lost connection makes, at most one can land; the bridge's finalized
 /// nonce moving past the pinned one says it did. A batch gets a fresh nonce only when no
 /// copy can land any more.
-pub async fn flush(writer: &Writer, journal: &SharedJournal) {
-    loop {
-        // The lock is released before any await.
-        let next = lock(journal).next_batch(MAX_BATCH);
-        let Some(batch) = next else { return };
-        if let Err(e) = write_batch(writer, journal, &batch).await {
-            tracing::warn!("exchange log write, will retry: {e}");
-            return;
-        }
-        tracing::debug!("{} exchange record(s) written", batch.records.len());
-    }
+///
+/// A batch that does not go through is retried with backoff, not at every flush; one the
+/// runtime refused is retried as halves, down to single records, so one bad record cannot
+/// hold back the rest and a batch too large for a block still lands.
+pub struct Flusher {
+    journal: Arc<SharedJournal>,
+    /// Records per batch: [`MAX_BATCH`], halved after each refusal, doubled after each
+    /// batch that lands.
+    limit: usize,
+    backoff: Backoff,
+    retry_at: Option<Instant>,
 }
 
-/// Flushes until no batch holds a pinned nonce, so that the caller may sign something else
-/// without taking that nonce.
-pub async fn settle(writer: &Writer, journal: &SharedJournal) {
-    loop {
-        flush(writer, journal).await;
-        if lock(journal).in_flight().is_none() {
+impl Flusher {
+    pub fn new(journal: Arc<SharedJournal>) -> Self {
+        Flusher {
+            journal,
+            limit: MAX_BATCH,
+            backoff: RETRY,
+            retry_at: None,
+        }
+    }
+
+    /// Records not yet on chain.
+    pub fn pending(&self) -> usize {
+        lock(&self.journal).pending()
+    }
+
+    /// Writes batches until none is left, or one does not go through (the rest then waits
+    /// out the backoff). Returns at once while a failed batch waits.
+    pub async fn flush(&mut self, writer: &Writer) {
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
-        // Nothing else may be signed meanwhile; a pinned batch settles within its mortality.
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        loop {
+            // The lock is released before any await.
+            let next = lock(&self.journal).next_batch(self.limit);
+            let Some(batch) = next else { return };
+            match write_batch(writer, &self.journal, &batch).await {
+                Ok(()) => {
+                    tracing::debug!("{} exchange record(s) written", batch.records.len());
+                    self.backoff.reset();
+                    self.retry_at = None;
+                    self.limit = self.limit.saturating_mul(2).min(MAX_BATCH);
+                }
+                Err(e) => {
+                    if matches!(e, FlushError::Write(WriteError::Failed(_))) {
+                        self.limit = (batch.records.len() / 2).max(1);
+                    }
+                    let wait = self.backoff.next_wait();
+                    self.retry_at = Some(Instant::now() + wait);
+                    tracing::warn!(
+                        "exchange log write of {} record(s): {e}; retrying in {wait:?}, at \
+                         most {} record(s) a batch",
+                        batch.records.len(),
+                        self.limit
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Flushes until no batch holds a pinned nonce, so that the caller may sign something
+    /// else without taking that nonce.
+    pub async fn settle(&mut self, writer: &Writer) {
+        loop {
+            self.flush(writer).await;
+            if lock(&self.journal).in_flight().is_none() {
+                return;
+            }
+            // Nothing else may be signed meanwhile; a pinned batch settles within its
+            // mortality.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 }
 
@@ -333,36 +171,5 @@ async fn write_batch(
         }
         // The pin stays: even a copy the node seemed to refuse might be in a pool.
         Err(e) => Err(e.into()),
-    }
-}
-
-/// Blocks a bridge transaction stays valid for, from the finalized block it is signed at.
-pub const MORTALITY: u64 = 32;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_carry_the_runtime_field_names() {
-        let value = Record::Exchanged {
-            sender: "1111".into(),
-            target: Target::Group("B".into()),
-            fingerprint: [1; 32],
-            envelope_hash: [2; 32],
-            checked_at: 5,
-        }
-        .to_value()
-        .to_string();
-        for name in [
-            "Exchanged",
-            "sender",
-            "Group",
-            "fingerprint",
-            "envelope_hash",
-            "checked_at",
-        ] {
-            assert!(value.contains(name), "{name} in {value}");
-        }
     }
 }

@@ -25,7 +25,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    audit::Record,
+    record::Record,
     replay::{replace_file, JournalError, Seen},
 };
 
@@ -229,7 +229,13 @@ impl AuditJournal {
         let mut line = serde_json::to_vec(&entry)
             .map_err(|e| self.error(io::Error::new(io::ErrorKind::InvalidData, e)))?;
         line.push(b'\n');
-        self.file.write_all(&line).map_err(|e| self.error(e))?;
+        let before = self.file.metadata().map_err(|e| self.error(e))?.len();
+        if let Err(e) = self.file.write_all(&line) {
+            // A full disk may have taken part of the line: cut it off, or the next line
+            // would be glued to it and the journal would not load.
+            let _ = self.file.set_len(before);
+            return Err(self.error(e));
+        }
         self.next_seq += 1;
         self.lines += 1;
         self.keep(entry);

@@ -10,7 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 use keymesh_device::keys::parse_public;
 use keymesh_primitives::{DeviceStatus, Role};
 use scale_decode::DecodeAsType;
-use subxt::{client::OnlineClientAtBlock, dynamic::Value, OnlineClient, PolkadotConfig};
+use subxt::{
+    client::OnlineClientAtBlock, dynamic::Value, utils::AccountId32, OnlineClient, PolkadotConfig,
+};
 
 use crate::gate::{DeviceKey, GroupKey, Snapshot};
 
@@ -142,12 +144,12 @@ pub async fn read_group(at: &AtBlock, id: &str) -> Result<Option<GroupKey>, Chai
     }
     // A request at or after the current key's block may not be answered yet; rekeying
     // once too often is harmless, missing one is not.
-    let needs_rekey = !members.is_empty()
-        && match (record.rekey_requested_at, &record.topic_key) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(requested), Some(key)) => requested >= key.from_block,
-        };
+    let rekey_outstanding = match (record.rekey_requested_at, &record.topic_key) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(requested), Some(key)) => requested >= key.from_block,
+    };
+    let needs_rekey = !members.is_empty() && rekey_outstanding;
     let topic_key = record.topic_key.and_then(|k| {
         let public = parse_public(&k.public_key).ok()?;
         Some((public, k.fingerprint))
@@ -158,6 +160,9 @@ pub async fn read_group(at: &AtBlock, id: &str) -> Result<Option<GroupKey>, Chai
         members,
         open_to_publishers: record.open_to_publishers,
         needs_rekey,
+        // Read on its own, an outstanding rekey may be a removal's: fail closed. `apply`
+        // narrows this with the block's events.
+        removal_pending: rekey_outstanding,
     }))
 }
 
@@ -185,11 +190,33 @@ async fn ids(at: &AtBlock, pallet: &str, item: &str) -> Result<Vec<String>, Chai
     Ok(ids)
 }
 
-/// The whole key cache, read at `at`.
-pub async fn snapshot(at: &AtBlock) -> Result<Snapshot, ChainError> {
+/// The block's timestamp, in milliseconds.
+async fn timestamp_ms(at: &AtBlock) -> Result<u64, ChainError> {
+    let address = subxt::dynamic::storage::<(), u64>("Timestamp", "Now");
+    match at.storage().try_fetch(address, ()).await.map_err(query)? {
+        Some(value) => value.decode().map_err(query),
+        None => Ok(0),
+    }
+}
+
+/// Whether the exchange log lists `bridge` as a bridge at `at`.
+pub async fn bridge_listed(at: &AtBlock, bridge: &AccountId32) -> Result<bool, ChainError> {
+    let address = subxt::dynamic::storage::<(AccountId32,), Value>("ExchangeLog", "Bridges");
+    let value = at
+        .storage()
+        .try_fetch(address, (bridge.clone(),))
+        .await
+        .map_err(query)?;
+    Ok(value.is_some())
+}
+
+/// The whole key cache, read at `at`, for the bridge `bridge`.
+pub async fn snapshot(at: &AtBlock, bridge: &AccountId32) -> Result<Snapshot, ChainError> {
     let mut snapshot = Snapshot {
         block_number: at.block_number() as u32,
         block_hash: at.block_hash().0,
+        timestamp_ms: timestamp_ms(at).await?,
+        bridge_listed: bridge_listed(at, bridge).await?,
         ..Default::default()
     };
     for id in ids(at, "Devices", "Devices").await? {
@@ -210,6 +237,8 @@ pub async fn snapshot(at: &AtBlock) -> Result<Snapshot, ChainError> {
 pub struct Changes {
     pub devices: BTreeSet<String>,
     pub groups: BTreeSet<String>,
+    /// Groups a member left.
+    pub removals: BTreeSet<String>,
     /// (group, next epoch) of every `RekeyRequired`.
     pub rekeys: Vec<(String, u32)>,
 }
@@ -252,6 +281,9 @@ pub async fn changes(at: &AtBlock) -> Result<Changes, ChainError> {
             continue;
         }
         changes.groups.extend(text("group"));
+        if event.event_name() == "MemberRemoved" {
+            changes.removals.extend(text("group"));
+        }
         if event.event_name() == "RekeyRequired" {
             use subxt::dynamic::At;
             let epoch = fields.at("next_epoch").and_then(|v| v.as_u128());
@@ -265,15 +297,18 @@ pub async fn changes(at: &AtBlock) -> Result<Changes, ChainError> {
     Ok(changes)
 }
 
-/// Applies `changes`, read at `at`, to a copy of `snapshot`.
+/// Applies `changes`, read at `at`, to a copy of `snapshot` (the bridge `bridge`'s view).
 pub async fn apply(
     snapshot: &Snapshot,
     at: &AtBlock,
     changes: &Changes,
+    bridge: &AccountId32,
 ) -> Result<Snapshot, ChainError> {
     let mut next = snapshot.clone();
     next.block_number = at.block_number() as u32;
     next.block_hash = at.block_hash().0;
+    next.timestamp_ms = timestamp_ms(at).await?;
+    next.bridge_listed = bridge_listed(at, bridge).await?;
     for id in &changes.devices {
         match read_device(at, id).await? {
             Some(device) => next.devices.insert(id.clone(), device),
@@ -282,16 +317,62 @@ pub async fn apply(
     }
     for id in &changes.groups {
         match read_group(at, id).await? {
-            Some(group) => next.groups.insert(id.clone(), group),
+            Some(mut group) => {
+                if !changes.removals.contains(id) {
+                    group.removal_pending = still_pending(snapshot.groups.get(id), &group);
+                }
+                next.groups.insert(id.clone(), group)
+            }
             None => next.groups.remove(id),
         };
     }
     Ok(next)
 }
 
+/// Whether a removal seen before still waits for its epoch, given the group as a block
+/// without a removal left it (`group.removal_pending` says a rekey is outstanding).
+fn still_pending(before: Option<&GroupKey>, group: &GroupKey) -> bool {
+    before.is_some_and(|b| b.removal_pending && b.epoch == group.epoch) && group.removal_pending
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removal_stays_pending_until_its_epoch_is_set() {
+        let pending = GroupKey {
+            epoch: 3,
+            removal_pending: true,
+            ..Default::default()
+        };
+        let outstanding = GroupKey {
+            epoch: 3,
+            removal_pending: true,
+            ..Default::default()
+        };
+        assert!(still_pending(Some(&pending), &outstanding));
+        let next_epoch = GroupKey {
+            epoch: 4,
+            removal_pending: true,
+            ..Default::default()
+        };
+        assert!(!still_pending(Some(&pending), &next_epoch));
+        let answered = GroupKey {
+            epoch: 3,
+            removal_pending: false,
+            ..Default::default()
+        };
+        assert!(!still_pending(Some(&pending), &answered));
+        // A rekey an addition asked for is not a removal's.
+        let added = GroupKey {
+            epoch: 3,
+            removal_pending: false,
+            ..Default::default()
+        };
+        assert!(!still_pending(Some(&added), &outstanding));
+        assert!(!still_pending(None, &outstanding));
+    }
 
     #[test]
     fn byte_fields_decode_however_deeply_they_are_wrapped() {

@@ -52,7 +52,8 @@ pub struct Cli {
     /// log and group keys ("//Alice" on a dev chain; keep real ones out of shell history).
     #[arg(long, env = "KEYMESH_BRIDGE_SIGNER")]
     pub signer: Option<String>,
-    /// Serve Prometheus metrics on this address [default: 127.0.0.1:9630].
+    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` on this address
+    /// [default: 127.0.0.1:9630].
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
     /// Do not act as key manager (another bridge rekeys groups).
@@ -78,6 +79,11 @@ pub struct Cli {
     /// Envelopes per sender in a burst.
     #[arg(long)]
     pub rate_burst: Option<u32>,
+    /// Oldest finalized head the bridge forwards on, by the block's timestamp against the
+    /// bridge's clock, in seconds [default: 30]. Past it every envelope is refused
+    /// (`StaleState`).
+    #[arg(long)]
+    pub max_staleness_secs: Option<u64>,
 }
 
 /// The environment variable that holds the external broker's password.
@@ -107,6 +113,7 @@ pub struct FileConfig {
     pub max_skew_secs: Option<u64>,
     pub rate_per_sec: Option<u32>,
     pub rate_burst: Option<u32>,
+    pub max_staleness_secs: Option<u64>,
 }
 
 /// Which broker sits behind the front.
@@ -277,7 +284,8 @@ impl Settings {
         let uri = SecretUri::from_str(&uri).map_err(|e| ConfigError::Signer(e.to_string()))?;
         let signer = Keypair::from_uri(&uri).map_err(|e| ConfigError::Signer(e.to_string()))?;
         let defaults = Limits::default();
-        let secs = |s: Option<u64>, default_ms: u64| s.map_or(default_ms, |s| s * 1000);
+        let secs =
+            |s: Option<u64>, default_ms: u64| s.map_or(default_ms, |s| s.saturating_mul(1000));
         Ok(Settings {
             node: cli
                 .node
@@ -324,6 +332,10 @@ impl Settings {
                     .or(file.rate_burst)
                     .unwrap_or(defaults.rate_burst),
                 max_remembered: defaults.max_remembered,
+                max_staleness_ms: secs(
+                    cli.max_staleness_secs.or(file.max_staleness_secs),
+                    defaults.max_staleness_ms,
+                ),
             },
         })
     }

@@ -38,6 +38,9 @@ pub struct GroupKey {
     pub open_to_publishers: bool,
     /// A membership change since the current key asked for a new epoch that is not set yet.
     pub needs_rekey: bool,
+    /// A member was removed and the epoch that shuts it out is not set yet: the removed
+    /// member can still read the current epoch, so nothing is sent under it.
+    pub removal_pending: bool,
 }
 
 /// The keys of one finalized block.
@@ -45,6 +48,10 @@ pub struct GroupKey {
 pub struct Snapshot {
     pub block_number: u32,
     pub block_hash: [u8; 32],
+    /// The block's timestamp (`Timestamp.Now`), in milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Whether the exchange log lists this bridge's account as a bridge in this block.
+    pub bridge_listed: bool,
     pub devices: HashMap<String, DeviceKey>,
     pub groups: HashMap<String, GroupKey>,
 }
@@ -64,6 +71,9 @@ pub struct Limits {
     pub rate_burst: u32,
     /// Most message ids remembered at once; past it, new envelopes wait (`RateLimited`).
     pub max_remembered: usize,
+    /// Oldest finalized head, by its timestamp against the bridge's clock, that the gate
+    /// still forwards on (`StaleState` past it).
+    pub max_staleness_ms: u64,
 }
 
 impl Default for Limits {
@@ -75,6 +85,7 @@ impl Default for Limits {
             rate_per_sec: 50,
             rate_burst: 200,
             max_remembered: 2_000_000,
+            max_staleness_ms: 30_000,
         }
     }
 }
@@ -106,6 +117,13 @@ pub enum Reason {
     NotAllowed,
     StaleTimestamp,
     Replay,
+    /// The bridge's view of finalized state is not current: it is not connected and caught
+    /// up, or its finalized head is older than `max_staleness`.
+    StaleState,
+    /// A member left the group and the epoch that shuts it out is not set yet.
+    RekeyPending,
+    /// The exchange log no longer lists this bridge.
+    BridgeNotListed,
 }
 
 impl Reason {
@@ -126,11 +144,14 @@ impl Reason {
             Reason::NotAllowed => "NotAllowed",
             Reason::StaleTimestamp => "StaleTimestamp",
             Reason::Replay => "Replay",
+            Reason::StaleState => "StaleState",
+            Reason::RekeyPending => "RekeyPending",
+            Reason::BridgeNotListed => "BridgeNotListed",
         }
     }
 
     /// Every code, for metrics.
-    pub const CODES: [&'static str; 14] = [
+    pub const CODES: [&'static str; 17] = [
         "TooLarge",
         "Malformed",
         "WrongIngress",
@@ -145,6 +166,9 @@ impl Reason {
         "NotAllowed",
         "StaleTimestamp",
         "Replay",
+        "StaleState",
+        "RekeyPending",
+        "BridgeNotListed",
     ];
 }
 
@@ -298,6 +322,61 @@ impl Gate {
     /// notices (no one else can read a status topic), each within its own budget.
     pub fn may_notify(&mut self, sender: &str, now_ms: u64, snapshot: &Snapshot) -> bool {
         snapshot.devices.contains_key(sender) && self.notices.take(sender, now_ms)
+    }
+
+    /// Whether the bridge may forward at all, before anything of `bytes` is trusted: its
+    /// view must be caught up with the node (`caught_up`) and its finalized head no older
+    /// than `max_staleness`, and the chain must still list it as a bridge. Keeps no state.
+    pub fn check_standing(
+        &self,
+        ingress_sender: &str,
+        bytes: &[u8],
+        snapshot: &Snapshot,
+        caught_up: bool,
+        now_ms: u64,
+    ) -> Result<(), Refused> {
+        let age_ms = now_ms.saturating_sub(snapshot.timestamp_ms);
+        let (reason, detail) = if !caught_up {
+            let detail = format!(
+                "not caught up with finalized state (last applied #{})",
+                snapshot.block_number
+            );
+            (Reason::StaleState, detail)
+        } else if age_ms > self.limits.max_staleness_ms {
+            let detail = format!(
+                "finalized head #{} is {age_ms} ms old, limit {} ms",
+                snapshot.block_number, self.limits.max_staleness_ms
+            );
+            (Reason::StaleState, detail)
+        } else if !snapshot.bridge_listed {
+            let detail = format!(
+                "the exchange log does not list this bridge at #{}",
+                snapshot.block_number
+            );
+            (Reason::BridgeNotListed, detail)
+        } else {
+            return Ok(());
+        };
+        // Unverified, but only the sender itself can publish on its ingress topic (the
+        // front's policy), and it is told only what it sent.
+        let header = Envelope::decode_bounded(bytes).ok().map(|e| e.header);
+        Err(Refused {
+            reason,
+            reported_to: ingress_sender.to_string(),
+            target: header.as_ref().map(|h| match h.kind {
+                Kind::Direct => Target::Device(text(&h.target)),
+                Kind::Topic => Target::Group(text(&h.target)),
+            }),
+            message_id: header.map(|h| h.message_id),
+            detail,
+            consumed: None,
+        })
+    }
+
+    /// Forgets a message id the caller could not make durable, so that the envelope's
+    /// retry is checked afresh rather than refused as its own replay.
+    pub fn forget(&mut self, message_id: &[u8; 16]) {
+        self.seen.remove(message_id);
     }
 
     /// Checks `bytes`, published on the ingress topic of `ingress_sender`, against
@@ -487,6 +566,16 @@ fn target_key(genuine: &Genuine, snapshot: &Snapshot) -> Result<Fingerprint, (Re
                 return Err((
                     Reason::NotAllowed,
                     format!("{sender} may not publish to group {group}"),
+                ));
+            }
+            if g.removal_pending {
+                return Err((
+                    Reason::RekeyPending,
+                    format!(
+                        "a member left group {group}; epoch {} is readable by it until the \
+                         next epoch is set",
+                        g.epoch
+                    ),
                 ));
             }
             *fingerprint

@@ -6,24 +6,41 @@
 //!
 //! | part | module | does |
 //! |---|---|---|
-//! | follow | [`chain`] | key cache from finalized storage, updated from finalized events |
-//! | gate | [`gate`] | pure rules, no I/O |
-//! | replay | [`replay`] | the replay window on disk, so it survives a restart |
-//! | forward | [`service`] | MQTT in, attested deliveries and refusals out |
-//! | audit | [`audit`], [`audit_journal`] | one `exchange_log.record` per block, journaled so a crash loses no record and doubles none |
-//! | keyman | [`keyman`] | new topic and epoch keys on `RekeyRequired` |
-//! | directory | [`directory`] | retained, attested key-directory entries on MQTT |
+//! | follow | [`follow`], [`chain`] | the key cache on finalized state, across reconnects, with no block skipped |
+//! | gate | [`gate`] | pure rules, no I/O, `StaleState` included |
+//! | forward | [`forward`], [`notice`] | MQTT in, attested deliveries and refusal notices out, each after its records are durable |
+//! | ingress | [`ingress`] | the bridge's broker session: resubscribes and resends after a lost session |
+//! | audit record | [`record`] | what the exchange log is told |
+//! | journal | [`audit_journal`], [`replay`] | the audit queue and the replay window on disk |
+//! | audit | [`audit`] | journaled records to the chain in batches, with backoff and splitting |
+//! | chain writer | [`writer`], [`write_queue`] | signs every chain write, one at a time; none while the bridge is not listed |
+//! | keyman | [`keyman`], [`rekey`] | new topic and epoch keys on `RekeyRequired`, retried with backoff |
+//! | directory | [`directory`], [`directory_feed`] | retained, attested key-directory entries on MQTT |
 //! | front | [`front`] | the devices' only door to the broker: connect proofs, topic policy (DESIGN §4a) |
+//! | health | [`health`], [`metrics`] | `/metrics`, `/healthz`, `/readyz` |
+//! | wiring | [`service`] | starts the tasks above and connects their queues |
 
 pub mod audit;
 pub mod audit_journal;
+pub mod backoff;
 pub mod broker;
 pub mod chain;
+pub mod clock;
 pub mod config;
 pub mod directory;
+pub mod directory_feed;
+pub mod follow;
+pub mod forward;
 pub mod front;
 pub mod gate;
+pub mod health;
+pub mod ingress;
 pub mod keyman;
 pub mod metrics;
+pub mod notice;
+pub mod record;
+pub mod rekey;
 pub mod replay;
 pub mod service;
+pub mod write_queue;
+pub mod writer;

@@ -10,7 +10,10 @@ use keymesh_bridge::{
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // The embedded broker logs every connection at info: below the default, or a
+            // connection flood would fill the disk.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -1,4 +1,4 @@
-//! Prometheus metrics, served on `/metrics` (substrate-prometheus-endpoint).
+//! Prometheus metrics, served on `/metrics` (see [`crate::health`]).
 
 use substrate_prometheus_endpoint::{
     exponential_buckets, register, Counter, CounterVec, Gauge, Histogram, HistogramOpts, Opts,
@@ -36,6 +36,8 @@ pub struct Metrics {
     pub front_kicked: Counter<U64>,
     /// Refusal notices not sent because the sender was over its notice budget.
     pub notices_suppressed: Counter<U64>,
+    /// QoS 0 ingress dropped because the forward loop's queue was full.
+    pub ingress_dropped: Counter<U64>,
 }
 
 impl Metrics {
@@ -94,6 +96,13 @@ impl Metrics {
                 )?,
                 &registry,
             )?,
+            ingress_dropped: register(
+                Counter::new(
+                    "ingress_dropped_total",
+                    "QoS 0 ingress dropped with the forward queue full",
+                )?,
+                &registry,
+            )?,
             forwarded: register(
                 Counter::new("forwarded_total", "Envelopes forwarded")?,
                 &registry,
@@ -116,7 +125,7 @@ impl Metrics {
             cache_age: register(
                 Gauge::new(
                     "cache_age_seconds",
-                    "Seconds since the last finalized update",
+                    "Age of the finalized head the cache reflects, by its timestamp",
                 )?,
                 &registry,
             )?,

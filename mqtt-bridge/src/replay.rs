@@ -88,7 +88,9 @@ pub(crate) fn replace_file(
 /// The open journal file.
 pub struct ReplayJournal {
     path: PathBuf,
-    file: BufWriter<File>,
+    /// Unbuffered: every record is one `write`, and a failed one is cut off again, so the
+    /// file only ever holds whole records however the disk fails.
+    file: File,
     /// Records in the file, live or expired.
     records: usize,
 }
@@ -124,7 +126,7 @@ impl ReplayJournal {
         }
         live.sort_by_key(|s| s.expiry_ms);
         let mut journal = ReplayJournal {
-            file: BufWriter::new(Self::rewrite(&path, &live).map_err(error)?),
+            file: Self::rewrite(&path, &live).map_err(error)?,
             path,
             records: live.len(),
         };
@@ -148,22 +150,20 @@ impl ReplayJournal {
 
     /// Appends one forwarded message. It reaches the operating system before this returns.
     pub fn append(&mut self, seen: Seen) -> Result<(), JournalError> {
-        let result = self
-            .file
-            .write_all(&seen.to_bytes())
-            .and_then(|()| self.file.flush());
-        result.map_err(|e| self.error(e))?;
+        if let Err(e) = self.file.write_all(&seen.to_bytes()) {
+            // A full disk may have taken part of the record: cut it off, or every record
+            // after it would be read out of step.
+            let whole = (self.records as u64).saturating_mul(RECORD_LEN as u64);
+            let _ = self.file.set_len(whole);
+            return Err(self.error(e));
+        }
         self.records += 1;
         Ok(())
     }
 
     /// Puts everything appended so far on disk.
     pub fn sync(&mut self) -> Result<(), JournalError> {
-        let result = self
-            .file
-            .flush()
-            .and_then(|()| self.file.get_ref().sync_data());
-        result.map_err(|e| self.error(e))
+        self.file.sync_data().map_err(|e| self.error(e))
     }
 
     /// Records in the file, expired ones included.
@@ -173,9 +173,7 @@ impl ReplayJournal {
 
     /// Replaces the file's contents with `live` (what the gate still remembers).
     pub fn compact(&mut self, live: &[Seen]) -> Result<(), JournalError> {
-        self.file.flush().map_err(|e| self.error(e))?;
-        let file = Self::rewrite(&self.path, live).map_err(|e| self.error(e))?;
-        self.file = BufWriter::new(file);
+        self.file = Self::rewrite(&self.path, live).map_err(|e| self.error(e))?;
         self.records = live.len();
         Ok(())
     }

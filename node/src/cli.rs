@@ -6,8 +6,9 @@ pub enum Sealing {
     /// Aura authors one block a slot and GRANDPA finalizes: the production mode.
     #[default]
     Aura,
-    /// One block per transaction, finalized at once: for local work and tests.
-    /// Needs no validator key and has no finality lag.
+    /// One block per transaction and an empty one every 2 s, finalized at once and stamped
+    /// with the wall clock: for local work and tests. Needs no validator key and has no
+    /// finality lag.
     Instant,
 }
 

@@ -8,7 +8,7 @@ use sc_client_api::{Backend, BlockBackend};
 use sc_consensus_aura::{ImportQueueParams, SlotProportion, StartAuraParams};
 use sc_consensus_grandpa::SharedVoterState;
 use sc_service::{error::Error as ServiceError, Configuration, TaskManager, WarpSyncConfig};
-use sc_transaction_pool_api::OffchainTransactionPoolFactory;
+use sc_transaction_pool_api::{OffchainTransactionPoolFactory, TransactionPool};
 use sp_consensus_aura::sr25519::{AuthorityId as AuraId, AuthorityPair as AuraPair};
 
 use crate::cli::Sealing;
@@ -248,35 +248,33 @@ pub fn new_full<
     );
 
     let Some((block_import, grandpa_link)) = grandpa else {
-        // Instant sealing: a block as soon as a transaction enters the pool, finalized at
-        // once. The Aura digest and a timestamp one slot past the parent keep the runtime's
-        // slot checks satisfied however fast blocks come.
+        // Instant sealing (see `crate::instant`): a block per transaction and a heartbeat,
+        // each finalized at once and stamped with the wall clock.
         let aura_data =
             sc_consensus_manual_seal::consensus::aura::AuraConsensusDataProvider::<Block>::new(
                 client.clone(),
             );
+        let slot_ms = sc_consensus_aura::slot_duration(&*client)?.as_millis();
         let cidp_client = client.clone();
-        let params = sc_consensus_manual_seal::InstantSealParams {
+        let params = sc_consensus_manual_seal::ManualSealParams {
             block_import: client.clone(),
             env: proposer_factory,
             client: client.clone(),
             pool: transaction_pool.clone(),
+            commands_stream: crate::instant::commands(
+                transaction_pool.import_notification_stream(),
+            ),
             select_chain,
             consensus_data_provider: Some(Box::new(aura_data)),
-            create_inherent_data_providers: move |_, ()| {
-                let client = cidp_client.clone();
-                async move {
-                    sc_consensus_manual_seal::consensus::timestamp::SlotTimestampProvider::new_aura(
-                        client,
-                    )
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-                }
+            create_inherent_data_providers: move |parent, ()| {
+                let timestamp = crate::instant::next_timestamp(&cidp_client, parent, slot_ms);
+                async move { Ok(sp_timestamp::InherentDataProvider::new(timestamp?)) }
             },
         };
         task_manager.spawn_essential_handle().spawn_blocking(
             "instant-seal",
             None,
-            sc_consensus_manual_seal::run_instant_seal_and_finalize(params),
+            sc_consensus_manual_seal::run_manual_seal(params),
         );
         return Ok(task_manager);
     };

@@ -43,6 +43,9 @@ pub struct Backend {
 /// What every session shares.
 pub struct Shared {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Whether the bridge is subscribed to ingress at the broker: until it is, a device's
+    /// publish could be acknowledged and then read by no one.
+    pub ingress: watch::Receiver<bool>,
     pub auth: Mutex<auth::Authenticator>,
     pub backend: Backend,
     pub max_packet: usize,

@@ -82,6 +82,13 @@ where
     let first = tokio::time::timeout(CONNECT_WITHIN, client.next())
         .await
         .map_err(|_| SessionEnd::Refused("no CONNECT in time".into()))??;
+    // Checked before the proof, so a device's nonce is not spent on a refusal.
+    if !*shared.ingress.borrow() {
+        refuse_connect(&mut client_wr, ConnectReturnCode::ServiceUnavailable).await;
+        return Err(SessionEnd::Refused(
+            "the bridge is not subscribed to ingress yet".into(),
+        ));
+    }
     let (device, connect) = match authenticate(&shared, &first) {
         Ok(authenticated) => authenticated,
         Err((code, reason)) => {
@@ -244,7 +251,7 @@ fn authenticate(
     let snapshot = shared.snapshot.borrow().clone();
     let verdict = shared
         .lock_auth()
-        .authenticate(&request, &snapshot, crate::service::now_ms());
+        .authenticate(&request, &snapshot, crate::clock::now_ms());
     match verdict {
         Ok(device) => {
             shared

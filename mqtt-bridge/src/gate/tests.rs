@@ -25,6 +25,8 @@ fn fleet() -> Fleet {
     let mut snapshot = Snapshot {
         block_number: 9,
         block_hash: [9; 32],
+        timestamp_ms: now(),
+        bridge_listed: true,
         ..Default::default()
     };
     for id in ["1111", "1112", "1113", "1114"] {
@@ -49,6 +51,7 @@ fn fleet() -> Fleet {
             .into(),
             open_to_publishers: false,
             needs_rekey: false,
+            removal_pending: false,
         },
     );
     snapshot.groups.insert(
@@ -59,6 +62,7 @@ fn fleet() -> Fleet {
             members: [("1113".into(), Role::Both), ("1114".into(), Role::Both)].into(),
             open_to_publishers: true,
             needs_rekey: false,
+            removal_pending: false,
         },
     );
     Fleet {
@@ -471,4 +475,74 @@ fn remembered_ids_carry_over_to_a_new_gate() {
         Reason::Replay
     );
     assert!(after.remembered(t + 1_000).is_empty());
+}
+
+#[test]
+fn a_stale_or_unlisted_view_refuses_everything_before_reading_it() {
+    let mut fleet = fleet();
+    let gate = Gate::new(Limits {
+        max_staleness_ms: 30_000,
+        ..Limits::default()
+    });
+    let bytes = fleet.direct("1111", "1113");
+    let at = fleet.snapshot.timestamp_ms;
+    let standing = |gate: &Gate, snapshot: &Snapshot, caught_up, now| {
+        gate.check_standing("1111", &bytes, snapshot, caught_up, now)
+            .err()
+            .map(|r| r.reason)
+    };
+    assert_eq!(standing(&gate, &fleet.snapshot, true, at + 30_000), None);
+    assert_eq!(
+        standing(&gate, &fleet.snapshot, true, at + 30_001),
+        Some(Reason::StaleState)
+    );
+    assert_eq!(
+        standing(&gate, &fleet.snapshot, false, at),
+        Some(Reason::StaleState)
+    );
+    // Junk is refused the same way, and the notice still names what could be read.
+    let refused = gate
+        .check_standing("1111", b"junk", &fleet.snapshot, false, at)
+        .unwrap_err();
+    assert_eq!(
+        (refused.reason, refused.message_id),
+        (Reason::StaleState, None)
+    );
+    let refused = gate
+        .check_standing("1111", &bytes, &fleet.snapshot, false, at)
+        .unwrap_err();
+    assert_eq!(refused.target, Some(Target::Device("1113".into())));
+    assert!(refused.consumed.is_none());
+    fleet.snapshot.bridge_listed = false;
+    assert_eq!(
+        standing(&gate, &fleet.snapshot, true, at),
+        Some(Reason::BridgeNotListed)
+    );
+}
+
+#[test]
+fn after_a_removal_the_old_epoch_is_refused_until_the_next_is_set() {
+    let mut fleet = fleet();
+    let mut gate = Gate::new(Limits::default());
+    if let Some(b) = fleet.snapshot.groups.get_mut("B") {
+        b.removal_pending = true;
+    }
+    let bytes = fleet.topic("1113", "B");
+    assert_eq!(
+        reason(gate.check("1113", &bytes, now(), &fleet.snapshot)),
+        Reason::RekeyPending
+    );
+    // A group without a pending removal is unaffected.
+    let bytes = fleet.topic("1111", "A");
+    assert!(gate.check("1111", &bytes, now(), &fleet.snapshot).is_ok());
+}
+
+#[test]
+fn a_forgotten_id_is_checked_afresh() {
+    let fleet = fleet();
+    let mut gate = Gate::new(Limits::default());
+    let bytes = fleet.direct("1111", "1113");
+    let accepted = gate.check("1111", &bytes, now(), &fleet.snapshot).unwrap();
+    gate.forget(&accepted.message_id);
+    assert!(gate.check("1111", &bytes, now(), &fleet.snapshot).is_ok());
 }

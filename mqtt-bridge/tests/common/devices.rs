@@ -127,6 +127,9 @@ impl MqttClient {
                         let _ = ack_tx.send(Ack::Pub);
                     }
                     Ok(_) => {}
+                    // A client the test dropped stops, rather than fight its successor
+                    // for the same client id.
+                    Err(_) if tx.is_closed() => return,
                     Err(e) => match &refresh {
                         Some(refresh) => {
                             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -316,18 +319,24 @@ pub async fn topic_key_of(
     Ok((epoch, key))
 }
 
-/// A metric's value from the bridge's `/metrics` endpoint on loopback `port`.
-pub async fn bridge_metric(port: u16, name: &str) -> Option<f64> {
+/// GET `path` from the bridge's health endpoint on loopback `port`: status and body.
+pub async fn bridge_http(port: u16, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .await
-        .ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await.ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// A metric's value from the bridge's `/metrics` endpoint on loopback `port`.
+pub async fn bridge_metric(port: u16, name: &str) -> Option<f64> {
+    let (_, text) = bridge_http(port, "/metrics").await?;
     text.lines().find_map(|line| {
         line.strip_prefix(name)?
             .strip_prefix(' ')?

@@ -16,11 +16,14 @@ use subxt_signer::sr25519::Keypair;
 
 mod devices;
 mod helpers;
+mod proxy;
 mod raw;
 pub use devices::*;
 // Each test file and example uses its own part of these.
 #[allow(unused_imports)]
 pub use helpers::*;
+#[allow(unused_imports)]
+pub use proxy::*;
 #[allow(unused_imports)]
 pub use raw::*;
 
@@ -109,6 +112,28 @@ impl Process {
     }
 }
 
+impl Process {
+    /// SIGTERM, then up to `within` for the exit; `None` (and SIGKILL) if it did not come.
+    pub fn terminate_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
@@ -123,6 +148,17 @@ pub const MOSQUITTO_PASSWORD: &str = "test-only-secret";
 /// password for the bridge, persistent sessions on disk, everything queued for a bridge
 /// that is down.
 pub fn start_mosquitto(dir: &tempfile::TempDir, port: u16, closed: bool) -> Process {
+    start_mosquitto_with(dir, port, closed, true)
+}
+
+/// Mosquitto as above; with `persistent` false it keeps nothing across a restart, as a
+/// broker on a fresh machine or in memory does.
+pub fn start_mosquitto_with(
+    dir: &tempfile::TempDir,
+    port: u16,
+    closed: bool,
+    persistent: bool,
+) -> Process {
     let access = if closed {
         let passwd = dir.path().join("mosquitto.passwd");
         let status = Command::new("mosquitto_passwd")
@@ -160,7 +196,7 @@ pub fn start_mosquitto(dir: &tempfile::TempDir, port: u16, closed: bool) -> Proc
         format!(
             "listener {port} 127.0.0.1\n{access}\n\
              max_queued_messages 0\nmax_inflight_messages 100\n\
-             persistence true\npersistence_location {}/\n",
+             persistence {persistent}\npersistence_location {}/\n",
             dir.path().display()
         ),
     )
@@ -275,6 +311,73 @@ pub struct Stack {
     pub bridge_args: Vec<String>,
     /// Extra environment for the bridge.
     pub bridge_env: Vec<(String, String)>,
+    /// The node's `--sealing` and any extra flags it was started with.
+    pub node_args: Vec<String>,
+    /// The node's libp2p port, kept across restarts.
+    pub p2p_port: u16,
+    /// Where the bridge reaches the node, when not directly (a test's proxy).
+    pub node_url: Option<String>,
+}
+
+/// How a test wants its stack.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    pub broker: BrokerKind,
+    pub bridge_args: Vec<String>,
+    pub bridge_env: Vec<(String, String)>,
+    /// `instant` (the default) or `aura`.
+    pub sealing: &'static str,
+    /// Start Mosquitto before the bridge (false: the test starts it later).
+    pub mosquitto_first: bool,
+    /// Wait for the bridge to forward before returning.
+    pub wait_for_bridge: bool,
+}
+
+impl StackOptions {
+    pub fn new(broker: BrokerKind) -> Self {
+        StackOptions {
+            broker,
+            bridge_args: Vec::new(),
+            bridge_env: Vec::new(),
+            sealing: "instant",
+            mosquitto_first: true,
+            wait_for_bridge: true,
+        }
+    }
+
+    pub fn bridge_args(mut self, args: &[&str]) -> Self {
+        self.bridge_args = args.iter().map(|a| a.to_string()).collect();
+        self
+    }
+}
+
+/// The node's command line, on `base` with JSON-RPC on `rpc_port`.
+fn node_command(base: &Path, rpc_port: u16, p2p_port: u16, args: &[String]) -> Command {
+    let mut command = Command::new(sibling_binary("keymesh-node"));
+    command
+        .args([
+            "--dev",
+            "--base-path",
+            base.to_str().unwrap(),
+            "--rpc-port",
+            &rpc_port.to_string(),
+            "--listen-addr",
+            &format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
+            "--no-prometheus",
+            "--no-telemetry",
+            "--no-mdns",
+        ])
+        .args(args);
+    command
+}
+
+/// Waits for the node's JSON-RPC at `rpc_port`.
+async fn connect_node(rpc_port: u16) -> Api {
+    let url = format!("ws://127.0.0.1:{rpc_port}");
+    wait_for("the node's JSON-RPC", Duration::from_secs(60), || async {
+        Api::from_insecure_url(&url).await.ok()
+    })
+    .await
 }
 
 impl Stack {
@@ -293,42 +396,49 @@ impl Stack {
         bridge_args: &[&str],
         bridge_env: &[(&str, &str)],
     ) -> Stack {
+        let mut options = StackOptions::new(broker).bridge_args(bridge_args);
+        options.bridge_env = bridge_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Stack::start_options(options).await
+    }
+
+    /// Starts the node and the broker; the bridge too, unless `before_bridge` is to run
+    /// first (then call [`Stack::start_bridge`]).
+    pub async fn start_options(options: StackOptions) -> Stack {
+        let mut stack = Stack::start_chain(&options).await;
+        if options.wait_for_bridge {
+            stack.start_bridge().await;
+        }
+        stack
+    }
+
+    /// The node (and Mosquitto, if asked), no bridge yet.
+    pub async fn start_chain(options: &StackOptions) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let rpc_port = free_port();
+        let p2p_port = free_port();
+        let node_args = vec!["--sealing".to_string(), options.sealing.to_string()];
         let node = Process::spawn(
-            Command::new(sibling_binary("keymesh-node")).args([
-                "--dev",
-                "--sealing",
-                "instant",
-                "--base-path",
-                dir.path().join("node").to_str().unwrap(),
-                "--rpc-port",
-                &rpc_port.to_string(),
-                "--listen-addr",
-                &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
-                "--no-prometheus",
-                "--no-telemetry",
-                "--no-mdns",
-            ]),
+            &mut node_command(&dir.path().join("node"), rpc_port, p2p_port, &node_args),
             dir.path().join("node.log"),
         );
-        let url = format!("ws://127.0.0.1:{rpc_port}");
-        let api = wait_for("the node's JSON-RPC", Duration::from_secs(60), || async {
-            Api::from_insecure_url(&url).await.ok()
-        })
-        .await;
+        let api = connect_node(rpc_port).await;
         let mqtt_port = free_port();
         let broker_port = free_port();
-        let mosquitto = match broker {
+        if options.broker == BrokerKind::MosquittoTls {
+            make_test_ca(dir.path());
+        }
+        let mosquitto = match options.broker {
             BrokerKind::Embedded => None,
-            BrokerKind::Mosquitto => Some(start_mosquitto(&dir, broker_port, true)),
-            BrokerKind::OpenMosquitto => Some(start_mosquitto(&dir, broker_port, false)),
-            BrokerKind::MosquittoTls => {
-                make_test_ca(dir.path());
+            _ if !options.mosquitto_first => None,
+            BrokerKind::Mosquitto | BrokerKind::MosquittoTls => {
                 Some(start_mosquitto(&dir, broker_port, true))
             }
+            BrokerKind::OpenMosquitto => Some(start_mosquitto(&dir, broker_port, false)),
         };
-        let mut stack = Stack {
+        Stack {
             dir,
             node,
             bridge: None,
@@ -339,19 +449,87 @@ impl Stack {
             tls_port: free_port(),
             metrics_port: free_port(),
             api,
-            broker,
-            bridge_args: bridge_args.iter().map(|a| a.to_string()).collect(),
-            bridge_env: bridge_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
-        stack.start_bridge().await;
-        stack
+            broker: options.broker,
+            bridge_args: options.bridge_args.clone(),
+            bridge_env: options.bridge_env.clone(),
+            node_args,
+            p2p_port,
+            node_url: None,
+        }
     }
 
-    /// Starts (or restarts) the bridge and waits until it forwards.
+    /// Kills the node (SIGKILL).
+    pub fn stop_node(&mut self) {
+        self.node.kill();
+    }
+
+    /// Starts the node again on its base path and ports, with `extra` flags; waits for its
+    /// JSON-RPC.
+    pub async fn start_node(&mut self, extra: &[&str]) {
+        let mut args = self.node_args.clone();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let log = self.dir.path().join(format!("node-{}.log", free_port()));
+        self.node = Process::spawn(
+            &mut node_command(
+                &self.dir.path().join("node"),
+                self.rpc_port,
+                self.p2p_port,
+                &args,
+            ),
+            log,
+        );
+        self.api = connect_node(self.rpc_port).await;
+    }
+
+    /// Kills Mosquitto.
+    pub fn stop_mosquitto(&mut self) {
+        if let Some(mut mosquitto) = self.mosquitto.take() {
+            mosquitto.kill();
+        }
+    }
+
+    /// Starts Mosquitto (again) on its port; `persistent` false keeps nothing from before.
+    pub fn start_mosquitto(&mut self, persistent: bool) {
+        let closed = self.broker != BrokerKind::OpenMosquitto;
+        self.mosquitto = Some(start_mosquitto_with(
+            &self.dir,
+            self.broker_port,
+            closed,
+            persistent,
+        ));
+    }
+
+    /// `/readyz`: whether it answered 200, and its body.
+    pub async fn readyz(&self) -> (bool, String) {
+        bridge_http(self.metrics_port, "/readyz")
+            .await
+            .map(|(status, body)| (status == 200, body))
+            .unwrap_or((false, "no answer".into()))
+    }
+
+    /// Starts (or restarts) the bridge and waits until it forwards: subscribed to ingress,
+    /// and `/readyz` ready (caught up with a fresh finalized head).
     pub async fn start_bridge(&mut self) {
+        self.spawn_bridge();
+        let ready = "forwarding from km/v1/in/+";
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.bridge_log().contains(ready) || !self.readyz().await.0 {
+            assert!(
+                Instant::now() < deadline,
+                "bridge not ready ({:?}):\n{}",
+                self.readyz().await.1,
+                self.bridge_log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts (or restarts) the bridge without waiting for it.
+    pub fn spawn_bridge(&mut self) {
+        // One bridge at a time: the new one takes the old one's ports.
+        if let Some(mut old) = self.bridge.take() {
+            old.kill();
+        }
         let log = self.dir.path().join(format!(
             "bridge-{}.log",
             std::time::SystemTime::now()
@@ -362,9 +540,13 @@ impl Stack {
         let mut command = Command::new(sibling_binary("keymesh-bridge"));
         command.args(&self.bridge_args);
         command.envs(self.bridge_env.iter().map(|(k, v)| (k, v)));
+        let node_url = self
+            .node_url
+            .clone()
+            .unwrap_or_else(|| format!("ws://127.0.0.1:{}", self.rpc_port));
         command.args([
             "--node",
-            &format!("ws://127.0.0.1:{}", self.rpc_port),
+            &node_url,
             "--signer",
             "//Ferdie",
             "--metrics",
@@ -407,18 +589,7 @@ impl Stack {
                 .args(["--broker-username", MOSQUITTO_USER])
                 .env("KEYMESH_BROKER_PASSWORD", MOSQUITTO_PASSWORD);
         }
-        let bridge = Process::spawn(&mut command, log);
-        let ready = "forwarding from km/v1/in/+";
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !bridge.log_text().contains(ready) {
-            assert!(
-                Instant::now() < deadline,
-                "bridge not ready:\n{}",
-                bridge.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.bridge = Some(bridge);
+        self.bridge = Some(Process::spawn(&mut command, log));
     }
 
     /// A metric's value from the bridge's `/metrics` endpoint.
@@ -446,17 +617,35 @@ impl Stack {
 
     /// Signs `pallet.call(args)` and waits until it is finalized and succeeded.
     pub async fn submit(&self, signer: &Keypair, pallet: &str, call: &str, args: Vec<Value>) {
+        self.submit_in_block(signer, pallet, call, args).await;
+    }
+
+    /// As [`Stack::submit`]; returns the number of the finalized block it is in.
+    pub async fn submit_in_block(
+        &self,
+        signer: &Keypair,
+        pallet: &str,
+        call: &str,
+        args: Vec<Value>,
+    ) -> u64 {
         let payload = subxt::dynamic::tx(pallet, call, args);
-        self.api
+        let in_block = self
+            .api
             .tx()
             .await
             .unwrap()
             .sign_and_submit_then_watch_default(&payload, signer)
             .await
             .unwrap_or_else(|e| panic!("{pallet}.{call}: {e}"))
-            .wait_for_finalized_success()
+            .wait_for_finalized()
             .await
             .unwrap_or_else(|e| panic!("{pallet}.{call}: {e}"));
+        let hash = in_block.block_hash();
+        in_block
+            .wait_for_success()
+            .await
+            .unwrap_or_else(|e| panic!("{pallet}.{call}: {e}"));
+        self.api.at_block(hash).await.unwrap().block_number()
     }
 
     /// The finalized block number.

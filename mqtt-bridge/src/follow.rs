@@ -1,0 +1,233 @@
+//! Follow: keeps the key cache on finalized state, across lost connections and node
+//! restarts (DESIGN §4b).
+//!
+//! - The connection to the node is made again, with backoff, whenever it fails.
+//! - Every finalized block is applied in order from the last one applied, by number, so a
+//!   block finalized while the bridge was away, or between the start-up snapshot and the
+//!   subscription, is applied like any other. No block's events are skipped.
+//! - A gap that cannot be filled (the node no longer has the state, or the gap is longer
+//!   than [`MAX_CATCH_UP`]) is closed with a fresh snapshot.
+//! - `caught_up` is true only while connected with every finalized block applied; the gate
+//!   refuses everything (`StaleState`) while it is false.
+
+use std::{sync::Arc, time::Duration};
+
+use subxt::utils::AccountId32;
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    backoff::Backoff,
+    chain::{self, Api, ChainError},
+    gate::Snapshot,
+    metrics::Metrics,
+    rekey::Rekey,
+};
+
+/// Longest gap filled block by block; past it a fresh snapshot is cheaper.
+pub const MAX_CATCH_UP: u64 = 128;
+
+/// First and longest wait between reconnection attempts.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+
+/// What the follower publishes.
+pub struct Outputs {
+    pub snapshot: watch::Sender<Arc<Snapshot>>,
+    pub caught_up: watch::Sender<bool>,
+    /// `RekeyRequired` requests, for the key manager (when this bridge is one).
+    pub rekeys: Option<mpsc::Sender<Rekey>>,
+}
+
+/// The follower's state.
+pub struct Follower {
+    url: String,
+    bridge: AccountId32,
+    out: Outputs,
+    metrics: Metrics,
+}
+
+/// Why following stopped; the follower reconnects after each.
+#[derive(Debug, thiserror::Error)]
+enum FollowError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("the node closed the finalized-block subscription")]
+    StreamEnded,
+}
+
+impl Follower {
+    pub fn new(url: &str, bridge: AccountId32, out: Outputs, metrics: Metrics) -> Self {
+        Follower {
+            url: url.to_string(),
+            bridge,
+            out,
+            metrics,
+        }
+    }
+
+    /// Follows finalized blocks for ever, starting with the connection `api`.
+    pub async fn run(mut self, api: Api) {
+        let mut backoff = RECONNECT;
+        let mut api = Some(api);
+        loop {
+            let connected = match api.take() {
+                Some(api) => Ok(api),
+                None => chain::connect(&self.url).await,
+            };
+            let error = match connected {
+                Ok(api) => self.follow(&api, &mut backoff).await,
+                Err(e) => FollowError::Chain(e),
+            };
+            self.set_caught_up(false);
+            // The first failure is news; the retries that follow are not.
+            let first = backoff.is_fresh();
+            let wait = backoff.next_wait();
+            if first {
+                tracing::warn!("following finalized blocks: {error}; reconnecting");
+            } else {
+                tracing::debug!("following finalized blocks: {error}; retrying in {wait:?}");
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn set_caught_up(&self, caught_up: bool) {
+        self.out.caught_up.send_if_modified(|current| {
+            let changed = *current != caught_up;
+            *current = caught_up;
+            changed
+        });
+    }
+
+    /// Follows on one connection until it fails.
+    async fn follow(&mut self, api: &Api, backoff: &mut Backoff) -> FollowError {
+        // Subscribe first, then catch up to the head: nothing finalized in between is lost.
+        let mut blocks = match api.stream_blocks().await {
+            Ok(blocks) => blocks,
+            Err(e) => return chain::query(e).into(),
+        };
+        let head = match api.at_current_block().await {
+            Ok(at) => at.block_number(),
+            Err(e) => return chain::query(e).into(),
+        };
+        if let Err(e) = self.catch_up(api, head).await {
+            return e.into();
+        }
+        if !backoff.is_fresh() {
+            tracing::info!(
+                "following finalized blocks again, caught up at #{}",
+                self.out.snapshot.borrow().block_number
+            );
+        }
+        backoff.reset();
+        while let Some(block) = blocks.next().await {
+            let number = match block {
+                Ok(block) => block.number(),
+                Err(e) => return chain::query(e).into(),
+            };
+            if let Err(e) = self.catch_up(api, number).await {
+                return e.into();
+            }
+        }
+        FollowError::StreamEnded
+    }
+
+    /// Applies every finalized block after the last one applied, up to `head`.
+    async fn catch_up(&mut self, api: &Api, head: u64) -> Result<(), ChainError> {
+        let applied = u64::from(self.out.snapshot.borrow().block_number);
+        if head <= applied {
+            self.set_caught_up(true);
+            return Ok(());
+        }
+        if head > applied + 1 {
+            // More than the block at hand is missing: not caught up until it is applied.
+            self.set_caught_up(false);
+        }
+        if head - applied > MAX_CATCH_UP {
+            return self.fresh_snapshot(api, head).await;
+        }
+        for number in applied + 1..=head {
+            if let Err(e) = self.apply_block(api, number).await {
+                // Perhaps the node pruned that block's state; a fresh snapshot settles it
+                // (and if the node is gone, it fails too and we reconnect).
+                tracing::warn!("cannot apply finalized #{number}: {e}; taking a fresh snapshot");
+                return self.fresh_snapshot(api, head).await;
+            }
+        }
+        self.set_caught_up(true);
+        Ok(())
+    }
+
+    async fn apply_block(&mut self, api: &Api, number: u64) -> Result<(), ChainError> {
+        let at = api.at_block(number).await.map_err(chain::query)?;
+        let changes = chain::changes(&at).await?;
+        let current = self.out.snapshot.borrow().clone();
+        let next = chain::apply(&current, &at, &changes, &self.bridge).await?;
+        tracing::debug!("cache at #{}: {changes:?}", next.block_number);
+        self.announce_standing(&current, &next);
+        self.publish(next);
+        for (group, epoch) in changes.rekeys {
+            self.request_rekey(Rekey { group, epoch });
+        }
+        Ok(())
+    }
+
+    /// Replaces the cache with all of finalized state at `head`.
+    async fn fresh_snapshot(&mut self, api: &Api, head: u64) -> Result<(), ChainError> {
+        let at = api.at_block(head).await.map_err(chain::query)?;
+        let next = chain::snapshot(&at, &self.bridge).await?;
+        tracing::info!(
+            "fresh key cache at finalized #{}: {} devices, {} groups",
+            next.block_number,
+            next.devices.len(),
+            next.groups.len()
+        );
+        let current = self.out.snapshot.borrow().clone();
+        self.announce_standing(&current, &next);
+        // Requests in the skipped blocks are known only from the groups' state.
+        let rekeys: Vec<Rekey> = next
+            .groups
+            .iter()
+            .filter(|(_, g)| g.needs_rekey)
+            .map(|(id, g)| Rekey {
+                group: id.clone(),
+                epoch: g.epoch.saturating_add(1),
+            })
+            .collect();
+        self.publish(next);
+        for rekey in rekeys {
+            self.request_rekey(rekey);
+        }
+        self.set_caught_up(true);
+        Ok(())
+    }
+
+    fn publish(&self, next: Snapshot) {
+        self.metrics.cache_block.set(u64::from(next.block_number));
+        self.out.snapshot.send_replace(Arc::new(next));
+    }
+
+    fn request_rekey(&self, rekey: Rekey) {
+        if let Some(rekeys) = &self.out.rekeys {
+            if let Err(e) = rekeys.try_send(rekey) {
+                // The queue holds far more than there are groups to rekey at once.
+                tracing::warn!("rekey request dropped: {e}");
+            }
+        }
+    }
+
+    /// Logs the bridge's own standing on chain when it changes.
+    fn announce_standing(&self, before: &Snapshot, after: &Snapshot) {
+        match (before.bridge_listed, after.bridge_listed) {
+            (true, false) => tracing::error!(
+                "the exchange log no longer lists this bridge (#{}): forwarding stops and no \
+                 audit batch is sent until it is listed again",
+                after.block_number
+            ),
+            (false, true) => tracing::info!(
+                "the exchange log lists this bridge at #{}: forwarding resumes",
+                after.block_number
+            ),
+            _ => {}
+        }
+    }
+}
