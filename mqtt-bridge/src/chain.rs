@@ -204,7 +204,7 @@ pub async fn bridge_listed(at: &AtBlock, bridge: &AccountId32) -> Result<bool, C
     let address = subxt::dynamic::storage::<(AccountId32,), Value>("ExchangeLog", "Bridges");
     let value = at
         .storage()
-        .try_fetch(address, (bridge.clone(),))
+        .try_fetch(address, (*bridge,))
         .await
         .map_err(query)?;
     Ok(value.is_some())

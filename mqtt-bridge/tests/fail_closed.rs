@@ -265,6 +265,11 @@ async fn no_gaps_a_revocation_in_the_start_up_window_is_applied() {
     let revoked_at = revoke(&stack, "1111").await;
     assert!(revoked_at > snapshot_at);
     let finalized = Instant::now();
+    // Blocks after it, so that applying only the newest would miss it.
+    wait_for("blocks after the revocation", WAIT, || async {
+        (stack.finalized().await >= revoked_at + 2).then_some(())
+    })
+    .await;
     stack.start_mosquitto(true);
     wait_for("the bridge to forward", WAIT, || async {
         stack
