@@ -201,6 +201,214 @@ fn announce_forwarding(mut ingress: watch::Receiver<bool>, signer: &Keypair) {
     });
 }
 
+/// What the tasks watch: the snapshot and whether the follower is caught up (the
+/// follower's), whether ingress is subscribed and how many broker sessions there were (the
+/// broker session's).
+#[derive(Clone)]
+struct Views {
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    caught_up: watch::Receiver<bool>,
+    ingress: watch::Receiver<bool>,
+    sessions: watch::Receiver<u64>,
+}
+
+/// The sending sides of [`Views`], each moved to the one task that knows it.
+struct Publishers {
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    caught_up: watch::Sender<bool>,
+    ingress: watch::Sender<bool>,
+    sessions: watch::Sender<u64>,
+}
+
+fn channels(first: Snapshot) -> (Publishers, Views) {
+    let (snapshot, snapshot_rx) = watch::channel(Arc::new(first));
+    let (caught_up, caught_up_rx) = watch::channel(false);
+    let (ingress, ingress_rx) = watch::channel(false);
+    let (sessions, sessions_rx) = watch::channel(0);
+    (
+        Publishers {
+            snapshot,
+            caught_up,
+            ingress,
+            sessions,
+        },
+        Views {
+            snapshot: snapshot_rx,
+            caught_up: caught_up_rx,
+            ingress: ingress_rx,
+            sessions: sessions_rx,
+        },
+    )
+}
+
+impl Views {
+    fn health(&self, settings: &Settings) -> Arc<Health> {
+        Arc::new(Health {
+            snapshot: self.snapshot.clone(),
+            caught_up: self.caught_up.clone(),
+            ingress: self.ingress.clone(),
+            journals_writable: true.into(),
+            max_staleness_ms: settings.limits.max_staleness_ms,
+        })
+    }
+}
+
+/// `/metrics`, `/healthz` and `/readyz`, if configured.
+async fn serve_health(
+    settings: &Settings,
+    health: &Arc<Health>,
+    views: &Views,
+    metrics: &Metrics,
+) -> Result<(), BridgeError> {
+    let Some(listen) = settings.metrics else {
+        return Ok(());
+    };
+    let listener =
+        tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| BridgeError::Metrics {
+                listen: listen.to_string(),
+                reason: e.to_string(),
+            })?;
+    tokio::spawn(health::serve(
+        listener,
+        health.clone(),
+        metrics.registry.clone(),
+    ));
+    tokio::spawn(health::track_age(views.snapshot.clone(), metrics.clone()));
+    Ok(())
+}
+
+/// The rekey requests a snapshot leaves unanswered.
+fn unanswered_rekeys(snapshot: &Snapshot) -> Vec<rekey::Rekey> {
+    snapshot
+        .groups
+        .iter()
+        .filter(|(_, g)| g.needs_rekey)
+        .map(|(id, g)| rekey::Rekey {
+            group: id.clone(),
+            epoch: g.epoch.saturating_add(1),
+        })
+        .collect()
+}
+
+/// The writer and, if this bridge is a key manager, the keyman; returns the writer's queue
+/// and the keyman's.
+fn spawn_chain_writes(
+    settings: &Settings,
+    views: &Views,
+    audit: &Arc<SharedJournal>,
+    metrics: &Metrics,
+) -> (mpsc::Sender<Write>, Option<mpsc::Sender<rekey::Rekey>>) {
+    let (write_tx, write_rx) = mpsc::channel(write_queue::QUEUE);
+    tokio::spawn(write_queue::run(
+        Writer::new(&settings.node, settings.signer.clone()),
+        write_rx,
+        views.snapshot.clone(),
+        Flusher::new(audit.clone()),
+        metrics.clone(),
+    ));
+    let rekeys = settings.keyman.then(|| {
+        let (rekey_tx, rekey_rx) = mpsc::channel(rekey::QUEUE);
+        for request in unanswered_rekeys(&views.snapshot.borrow()) {
+            let _ = rekey_tx.try_send(request);
+        }
+        tokio::spawn(rekey::run(
+            rekey_rx,
+            views.snapshot.clone(),
+            write_tx.clone(),
+        ));
+        rekey_tx
+    });
+    (write_tx, rekeys)
+}
+
+/// The bridge's broker session and the directory published over it; returns the client
+/// and the ingress queue.
+fn spawn_broker_session(
+    settings: &Settings,
+    backend: &Backend,
+    (ready, sessions): (watch::Sender<bool>, watch::Sender<u64>),
+    views: &Views,
+    metrics: &Metrics,
+) -> (rumqttc::AsyncClient, mpsc::Receiver<rumqttc::Publish>) {
+    let max_packet = settings.limits.max_envelope + 1024;
+    let (client, events) = ingress::client(ingress::options(backend, &settings.signer, max_packet));
+    let (incoming_tx, incoming_rx) = mpsc::channel(ingress::QUEUE);
+    tokio::spawn(ingress::poll(
+        events,
+        ingress::Signals {
+            ready,
+            sessions,
+            incoming: incoming_tx,
+            dropped: metrics.ingress_dropped.clone(),
+        },
+    ));
+    announce_forwarding(views.ingress.clone(), &settings.signer);
+    tokio::spawn(directory_feed::run(
+        client.clone(),
+        views.snapshot.clone(),
+        views.sessions.clone(),
+        settings.signer.clone(),
+    ));
+    (client, incoming_rx)
+}
+
+/// Follows finalized blocks once ingress is subscribed, beginning by catching up every
+/// block finalized since the first snapshot, however long the broker took: the start-up
+/// window is a gap like any other.
+fn spawn_follower(
+    settings: &Settings,
+    api: Api,
+    (snapshot, caught_up): (watch::Sender<Arc<Snapshot>>, watch::Sender<bool>),
+    views: &Views,
+    rekeys: Option<mpsc::Sender<rekey::Rekey>>,
+    metrics: &Metrics,
+) {
+    let account = <Keypair as Signer<PolkadotConfig>>::account_id(&settings.signer);
+    let follower = Follower::new(
+        &settings.node,
+        account,
+        Outputs {
+            snapshot,
+            caught_up,
+            rekeys,
+        },
+        metrics.clone(),
+    );
+    let mut ingress_up = views.ingress.clone();
+    tokio::spawn(async move {
+        if ingress_up.wait_for(|ready| *ready).await.is_ok() {
+            follower.run(api).await;
+        }
+    });
+}
+
+/// Gives the audit queue [`SHUTDOWN_FLUSH`] to reach the chain and lets the broker go.
+async fn shut_down(
+    audit: &SharedJournal,
+    write_tx: mpsc::Sender<Write>,
+    client: rumqttc::AsyncClient,
+) {
+    let pending = lock(audit).pending();
+    tracing::info!("shutting down: flushing {pending} audit record(s)");
+    let (done_tx, done_rx) = oneshot::channel();
+    let flushed = async {
+        if write_tx
+            .send(Write::FlushAudit(Some(done_tx)))
+            .await
+            .is_ok()
+        {
+            let _ = done_rx.await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_FLUSH, flushed).await.is_err() {
+        tracing::warn!("audit records left journaled for the next start");
+    }
+    // Never waits on a broker that is gone.
+    let _ = client.try_disconnect();
+}
+
 /// Runs the bridge until `shutdown` resolves; then flushes the audit queue (for at most
 /// [`SHUTDOWN_FLUSH`]) and returns.
 pub async fn run(
@@ -224,107 +432,34 @@ pub async fn run(
     if !first.bridge_listed {
         tracing::error!("the exchange log does not list this bridge: nothing is forwarded");
     }
-    let startup_rekeys: Vec<rekey::Rekey> = first
-        .groups
-        .iter()
-        .filter(|(_, g)| g.needs_rekey)
-        .map(|(id, g)| rekey::Rekey {
-            group: id.clone(),
-            epoch: g.epoch.saturating_add(1),
-        })
-        .collect();
-    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(first));
-    let (caught_up_tx, caught_up_rx) = watch::channel(false);
-    let (ready_tx, ready_rx) = watch::channel(false);
-    let (sessions_tx, sessions_rx) = watch::channel(0u64);
-    let health = Arc::new(Health {
-        snapshot: snapshot_rx.clone(),
-        caught_up: caught_up_rx.clone(),
-        ingress: ready_rx.clone(),
-        journals_writable: true.into(),
-        max_staleness_ms: settings.limits.max_staleness_ms,
-    });
-    if let Some(listen) = settings.metrics {
-        let listener =
-            tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|e| BridgeError::Metrics {
-                    listen: listen.to_string(),
-                    reason: e.to_string(),
-                })?;
-        tokio::spawn(health::serve(
-            listener,
-            health.clone(),
-            metrics.registry.clone(),
-        ));
-        tokio::spawn(health::track_age(snapshot_rx.clone(), metrics.clone()));
-    }
-
-    let (write_tx, write_rx) = mpsc::channel(write_queue::QUEUE);
-    tokio::spawn(write_queue::run(
-        Writer::new(&settings.node, settings.signer.clone()),
-        write_rx,
-        snapshot_rx.clone(),
-        Flusher::new(journals.audit.clone()),
-        metrics.clone(),
-    ));
-    let rekeys = settings.keyman.then(|| {
-        let (rekey_tx, rekey_rx) = mpsc::channel(rekey::QUEUE);
-        for request in startup_rekeys {
-            let _ = rekey_tx.try_send(request);
-        }
-        tokio::spawn(rekey::run(rekey_rx, snapshot_rx.clone(), write_tx.clone()));
-        rekey_tx
-    });
-
-    let max_packet = settings.limits.max_envelope + 1024;
-    let (client, events) =
-        ingress::client(ingress::options(&backend, &settings.signer, max_packet));
-    let (incoming_tx, incoming_rx) = mpsc::channel(ingress::QUEUE);
-    tokio::spawn(ingress::poll(
-        events,
-        ingress::Signals {
-            ready: ready_tx,
-            sessions: sessions_tx,
-            incoming: incoming_tx,
-            dropped: metrics.ingress_dropped.clone(),
-        },
-    ));
-    announce_forwarding(ready_rx.clone(), &settings.signer);
-    // Following starts once ingress is subscribed, and begins by catching up every block
-    // finalized since the first snapshot, however long the broker took: the start-up
-    // window is a gap like any other.
-    let follower = Follower::new(
-        &settings.node,
-        account,
-        Outputs {
-            snapshot: snapshot_tx,
-            caught_up: caught_up_tx,
-            rekeys,
-        },
-        metrics.clone(),
+    let (publishers, views) = channels(first);
+    let health = views.health(&settings);
+    serve_health(&settings, &health, &views, &metrics).await?;
+    let (write_tx, rekeys) = spawn_chain_writes(&settings, &views, &journals.audit, &metrics);
+    let (client, incoming) = spawn_broker_session(
+        &settings,
+        &backend,
+        (publishers.ingress, publishers.sessions),
+        &views,
+        &metrics,
     );
-    let mut ingress_up = ready_rx.clone();
-    tokio::spawn(async move {
-        if ingress_up.wait_for(|ready| *ready).await.is_ok() {
-            follower.run(api).await;
-        }
-    });
-    tokio::spawn(directory_feed::run(
-        client.clone(),
-        snapshot_rx.clone(),
-        sessions_rx,
-        settings.signer.clone(),
-    ));
+    spawn_follower(
+        &settings,
+        api,
+        (publishers.snapshot, publishers.caught_up),
+        &views,
+        rekeys,
+        &metrics,
+    );
     let shared = Arc::new(front::Shared {
-        snapshot: snapshot_rx.clone(),
-        ingress: ready_rx,
+        snapshot: views.snapshot.clone(),
+        ingress: views.ingress.clone(),
         auth: std::sync::Mutex::new(front::auth::Authenticator::new(
             settings.audience.clone(),
             settings.limits.max_skew_ms,
         )),
         backend: backend.clone(),
-        max_packet,
+        max_packet: settings.limits.max_envelope + 1024,
         metrics: metrics.clone(),
     });
     start_front(&settings, shared).await?;
@@ -334,30 +469,13 @@ pub async fn run(
         gate: journals.gate,
         journal: journals.replay,
         signer: settings.signer.clone(),
-        snapshot: snapshot_rx,
-        caught_up: caught_up_rx,
+        snapshot: views.snapshot.clone(),
+        caught_up: views.caught_up.clone(),
         audit: journals.audit.clone(),
         health,
         metrics,
     };
-    forward.start().run(incoming_rx, shutdown).await;
-
-    let pending = lock(&journals.audit).pending();
-    tracing::info!("shutting down: flushing {pending} audit record(s)");
-    let (done_tx, done_rx) = oneshot::channel();
-    let flushed = async {
-        if write_tx
-            .send(Write::FlushAudit(Some(done_tx)))
-            .await
-            .is_ok()
-        {
-            let _ = done_rx.await;
-        }
-    };
-    if tokio::time::timeout(SHUTDOWN_FLUSH, flushed).await.is_err() {
-        tracing::warn!("audit records left journaled for the next start");
-    }
-    // Never waits on a broker that is gone.
-    let _ = client.try_disconnect();
+    forward.start().run(incoming, shutdown).await;
+    shut_down(&journals.audit, write_tx, client).await;
     Ok(())
 }
