@@ -74,7 +74,7 @@ if [ -z "${KEYMESH_NO_BRIDGE:-}" ]; then
         exit 1
     fi
     bridge_line="  MQTT for devices (front):    mqtt://127.0.0.1:$MQTT_PORT (device id + connect proof; audience keymesh-dev)
-  Bridge metrics:              http://127.0.0.1:$BRIDGE_METRICS_PORT/metrics
+  Bridge metrics and health:   http://127.0.0.1:$BRIDGE_METRICS_PORT/metrics, /readyz, /healthz
   Bridge key (trust it):       $(bridge_key_hex)
   Bridge log:                  $base/bridge.log
   Bridge state (replay ids):   $base/bridge-state"
