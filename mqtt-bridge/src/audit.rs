@@ -11,10 +11,39 @@ use crate::{
     audit_journal::{AuditJournal, Batch, InFlight},
     backoff::Backoff,
     chain::ChainError,
+    record::Record,
     record::MAX_BATCH,
     replay::JournalError,
-    writer::{WriteError, Writer, MORTALITY},
+    writer::{Finalized, WriteError, Writer, MORTALITY},
 };
+
+/// What a flush needs of the chain. [`Writer`] is the real one; the unit tests script one.
+pub trait AuditChain {
+    /// The finalized block and the bridge account's nonce in it.
+    fn finalized(&self) -> impl std::future::Future<Output = Result<Finalized, ChainError>> + Send;
+    /// The nonce the node's pool expects next from the bridge.
+    fn next_nonce(&self) -> impl std::future::Future<Output = Result<u64, ChainError>> + Send;
+    /// Writes `records` in one `exchange_log.record` call under `nonce`.
+    fn record(
+        &self,
+        records: &[Record],
+        nonce: u64,
+    ) -> impl std::future::Future<Output = Result<(), WriteError>> + Send;
+}
+
+impl AuditChain for Writer {
+    async fn finalized(&self) -> Result<Finalized, ChainError> {
+        Writer::finalized(self).await
+    }
+
+    async fn next_nonce(&self) -> Result<u64, ChainError> {
+        Writer::next_nonce(self).await
+    }
+
+    async fn record(&self, records: &[Record], nonce: u64) -> Result<(), WriteError> {
+        Writer::record(self, records, nonce).await
+    }
+}
 
 /// The audit journal, shared by the forward loop (which appends) and the writer (which
 /// commits).
@@ -56,12 +85,12 @@ const RETRY: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(
 /// copy can land any more.
 ///
 /// A batch that does not go through is retried with backoff, not at every flush; one the
-/// runtime refused is retried as halves, down to single records, so one bad record cannot
-/// hold back the rest and a batch too large for a block still lands.
+/// runtime refused is retried as halves, down to single records, so a batch too large for a
+/// block still lands. The smaller size holds until the backlog is worked off.
 pub struct Flusher {
     journal: Arc<SharedJournal>,
-    /// Records per batch: [`MAX_BATCH`], halved after each refusal, doubled after each
-    /// batch that lands.
+    /// Records per batch: [`MAX_BATCH`], halved after each refusal, back to [`MAX_BATCH`]
+    /// once nothing is pending.
     limit: usize,
     backoff: Backoff,
     retry_at: Option<Instant>,
@@ -84,20 +113,22 @@ impl Flusher {
 
     /// Writes batches until none is left, or one does not go through (the rest then waits
     /// out the backoff). Returns at once while a failed batch waits.
-    pub async fn flush(&mut self, writer: &Writer) {
+    pub async fn flush(&mut self, writer: &impl AuditChain) {
         if self.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
         loop {
             // The lock is released before any await.
             let next = lock(&self.journal).next_batch(self.limit);
-            let Some(batch) = next else { return };
+            let Some(batch) = next else {
+                self.limit = MAX_BATCH;
+                return;
+            };
             match write_batch(writer, &self.journal, &batch).await {
                 Ok(()) => {
                     tracing::debug!("{} exchange record(s) written", batch.records.len());
                     self.backoff.reset();
                     self.retry_at = None;
-                    self.limit = self.limit.saturating_mul(2).min(MAX_BATCH);
                 }
                 Err(e) => {
                     if matches!(e, FlushError::Write(WriteError::Failed(_))) {
@@ -119,7 +150,7 @@ impl Flusher {
 
     /// Flushes until no batch holds a pinned nonce, so that the caller may sign something
     /// else without taking that nonce.
-    pub async fn settle(&mut self, writer: &Writer) {
+    pub async fn settle(&mut self, writer: &impl AuditChain) {
         loop {
             self.flush(writer).await;
             if lock(&self.journal).in_flight().is_none() {
@@ -133,7 +164,7 @@ impl Flusher {
 }
 
 async fn write_batch(
-    writer: &Writer,
+    writer: &impl AuditChain,
     journal: &SharedJournal,
     batch: &Batch,
 ) -> Result<(), FlushError> {
@@ -171,5 +202,123 @@ async fn write_batch(
         }
         // The pin stays: even a copy the node seemed to refuse might be in a pool.
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::VecDeque, sync::Mutex};
+
+    use super::*;
+    use crate::gate::Target;
+
+    /// A chain that answers `record` calls from a script and counts what they carried.
+    struct ScriptedChain {
+        answers: Mutex<VecDeque<bool>>,
+        /// Records per `record` call, in order.
+        calls: Mutex<Vec<usize>>,
+        /// Transactions in finalized blocks: a refused call spends its nonce too.
+        landed: Mutex<u64>,
+        /// Calls with more records than this are refused.
+        most: usize,
+    }
+
+    impl ScriptedChain {
+        fn new(answers: &[bool]) -> Self {
+            ScriptedChain {
+                answers: Mutex::new(answers.iter().copied().collect()),
+                calls: Mutex::default(),
+                landed: Mutex::new(0),
+                most: usize::MAX,
+            }
+        }
+
+        fn refusing_more_than(mut self, most: usize) -> Self {
+            self.most = most;
+            self
+        }
+
+        fn calls(&self) -> Vec<usize> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl AuditChain for ScriptedChain {
+        async fn finalized(&self) -> Result<Finalized, ChainError> {
+            let nonce = *self.landed.lock().unwrap();
+            Ok(Finalized { block: 1, nonce })
+        }
+
+        async fn next_nonce(&self) -> Result<u64, ChainError> {
+            Ok(*self.landed.lock().unwrap())
+        }
+
+        async fn record(&self, records: &[Record], _nonce: u64) -> Result<(), WriteError> {
+            self.calls.lock().unwrap().push(records.len());
+            *self.landed.lock().unwrap() += 1;
+            let answer = self.answers.lock().unwrap().pop_front();
+            match answer.unwrap_or(true) && records.len() <= self.most {
+                false => Err(WriteError::Failed(ChainError::Query(
+                    "ExchangeLog.record: refused".into(),
+                ))),
+                true => Ok(()),
+            }
+        }
+    }
+
+    fn journal_with(records: usize) -> (tempfile::TempDir, Arc<SharedJournal>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = AuditJournal::open(dir.path(), "audit.log", 0).unwrap();
+        for i in 0..records {
+            let record = Record::Mismatch {
+                sender: "1111".into(),
+                target: Target::Device("1113".into()),
+                presented: [1; 32],
+                expected: [2; 32],
+            };
+            journal.append(record, [i as u8; 32], None).unwrap();
+        }
+        (dir, Arc::new(std::sync::Mutex::new(journal)))
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_waits_out_its_backoff_and_is_retried_as_halves() {
+        let (_dir, journal) = journal_with(8);
+        let chain = ScriptedChain::new(&[false]);
+        let mut flusher = Flusher::new(journal.clone());
+        flusher.flush(&chain).await;
+        assert_eq!(chain.calls(), [8]);
+        assert_eq!(flusher.pending(), 8, "a refused batch stays journaled");
+        // Not resent at the next block or tick: it waits out its backoff.
+        flusher.flush(&chain).await;
+        flusher.flush(&chain).await;
+        assert_eq!(chain.calls(), [8]);
+        flusher.retry_at = None;
+        flusher.flush(&chain).await;
+        assert_eq!(chain.calls(), [8, 4, 4]);
+        assert_eq!(flusher.pending(), 0);
+        assert_eq!(
+            flusher.limit, MAX_BATCH,
+            "back to full batches once drained"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_too_large_for_the_runtime_is_split_until_it_fits() {
+        let (_dir, journal) = journal_with(8);
+        // The runtime takes at most 2 records a call here.
+        let chain = ScriptedChain::new(&[]).refusing_more_than(2);
+        let mut flusher = Flusher::new(journal);
+        let mut backoffs = 0;
+        for _ in 0..4 {
+            flusher.flush(&chain).await;
+            if flusher.retry_at.take().is_some() {
+                backoffs += 1;
+            }
+        }
+        assert_eq!(chain.calls(), [8, 4, 2, 2, 2, 2]);
+        assert_eq!(backoffs, 2, "each refusal set a backoff");
+        assert_eq!(flusher.pending(), 0);
+        assert_eq!(flusher.limit, MAX_BATCH);
     }
 }
