@@ -92,6 +92,9 @@ pub struct AuditJournal {
     hashes: HashSet<[u8; 32]>,
     /// Lines in the file.
     lines: usize,
+    /// Bytes in the file: where a failed append is cut back to, kept here rather than asked
+    /// of the file system at every append.
+    len: u64,
 }
 
 impl AuditJournal {
@@ -149,6 +152,7 @@ impl AuditJournal {
             committed: VecDeque::new(),
             hashes: HashSet::new(),
             lines: 0,
+            len: 0,
         };
         for entry in entries {
             journal.next_seq = journal.next_seq.max(entry.seq.saturating_add(1));
@@ -205,6 +209,7 @@ impl AuditJournal {
         let entries: Vec<&Entry> = self.committed.iter().chain(&self.pending).collect();
         self.file = Self::rewrite(&self.path, &entries)?;
         self.lines = entries.len();
+        self.len = self.file.metadata()?.len();
         Ok(())
     }
 
@@ -229,13 +234,13 @@ impl AuditJournal {
         let mut line = serde_json::to_vec(&entry)
             .map_err(|e| self.error(io::Error::new(io::ErrorKind::InvalidData, e)))?;
         line.push(b'\n');
-        let before = self.file.metadata().map_err(|e| self.error(e))?.len();
         if let Err(e) = self.file.write_all(&line) {
             // A full disk may have taken part of the line: cut it off, or the next line
             // would be glued to it and the journal would not load.
-            let _ = self.file.set_len(before);
+            let _ = self.file.set_len(self.len);
             return Err(self.error(e));
         }
+        self.len += line.len() as u64;
         self.next_seq += 1;
         self.lines += 1;
         self.keep(entry);

@@ -101,6 +101,22 @@ async fn wait_ready(stack: &Stack) {
     .await
 }
 
+/// Waits until the chain has finalized block `number`.
+async fn until_finalized(stack: &Stack, number: u64) {
+    wait_for(&format!("finalized #{number}"), WAIT, || async {
+        (stack.finalized().await >= number).then_some(())
+    })
+    .await;
+}
+
+/// Waits until the bridge's log holds `text`.
+async fn until_logged(stack: &Stack, text: &str) {
+    wait_for(&format!("the bridge to log {text:?}"), WAIT, || async {
+        stack.bridge_log().contains(text).then_some(())
+    })
+    .await;
+}
+
 async fn revoke(stack: &Stack, device: &str) -> u64 {
     stack
         .submit_in_block(
@@ -229,10 +245,7 @@ async fn no_gaps_blocks_finalized_while_the_bridge_was_cut_off_are_applied() {
     wait_not_ready(&stack, "not caught up").await;
     let revoked_at = revoke(&stack, "1111").await;
     // The revocation is well inside the gap: later blocks touch nothing of 1111's.
-    wait_for("blocks after the revocation", WAIT, || async {
-        (stack.finalized().await >= revoked_at + 3).then_some(())
-    })
-    .await;
+    until_finalized(&stack, revoked_at + 3).await;
     refused_with(&mut d1111, &mut d1112, "StaleState").await;
     proxy.restore();
     let restored = Instant::now();
@@ -266,18 +279,9 @@ async fn no_gaps_a_revocation_in_the_start_up_window_is_applied() {
     assert!(revoked_at > snapshot_at);
     let finalized = Instant::now();
     // Blocks after it, so that applying only the newest would miss it.
-    wait_for("blocks after the revocation", WAIT, || async {
-        (stack.finalized().await >= revoked_at + 2).then_some(())
-    })
-    .await;
+    until_finalized(&stack, revoked_at + 2).await;
     stack.start_mosquitto(true);
-    wait_for("the bridge to forward", WAIT, || async {
-        stack
-            .bridge_log()
-            .contains("forwarding from km/v1/in/+")
-            .then_some(())
-    })
-    .await;
+    until_logged(&stack, "forwarding from km/v1/in/+").await;
     wait_ready(&stack).await;
     let mut d1111 = direct_device(&stack, "1111").await;
     let mut d1112 = direct_device(&stack, "1112").await;
@@ -449,10 +453,7 @@ async fn removed_bridge_stops_forwarding_and_stops_paying_fees() {
     );
     // A batch already on its way when the removal landed may still land (and fail); after
     // that, none is sent, though its records stay pending.
-    wait_for("two more blocks", WAIT, || async {
-        (stack.finalized().await >= removed_at + 2).then_some(())
-    })
-    .await;
+    until_finalized(&stack, removed_at + 2).await;
     let nonce = bridge_nonce(&stack).await;
     for _ in 0..5 {
         refused_with(&mut d1111, &mut d1112, "BridgeNotListed").await;
@@ -461,10 +462,7 @@ async fn removed_bridge_stops_forwarding_and_stops_paying_fees() {
         .bridge_log()
         .contains("the exchange log no longer lists this bridge"));
     wait_not_ready(&stack, "does not list").await;
-    wait_for("more blocks", WAIT, || async {
-        (stack.finalized().await >= removed_at + 6).then_some(())
-    })
-    .await;
+    until_finalized(&stack, removed_at + 6).await;
     assert_eq!(
         bridge_nonce(&stack).await,
         nonce,
@@ -546,13 +544,7 @@ async fn a_failed_set_epoch_key_is_retried_until_it_lands() {
     stack
         .submit(&operator(), "Groups", "add_member", args)
         .await;
-    wait_for("a failed rekey to be retried", WAIT, || async {
-        stack
-            .bridge_log()
-            .contains("epoch 2 of group grp2")
-            .then_some(())
-    })
-    .await;
+    until_logged(&stack, "epoch 2 of group grp2").await;
     stack
         .submit(
             &operator(),
