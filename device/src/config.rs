@@ -24,6 +24,8 @@ pub const DEFAULT_AUDIENCE: &str = "keymesh-dev";
 /// trusted_bridges = ["0x1cbd2d43530a44705ad088af313e18f80b53ef16b36177cd4b77b846f2a5f07c"]
 /// # with broker = "mqtts://…": the CA certificates (PEM) the broker's certificate must chain to
 /// ca_file = "/etc/keymesh/fleet-ca.pem"
+/// # the agent's key cache and replay window
+/// state_dir = "/var/lib/keymesh/1111"
 /// ```
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +37,7 @@ pub struct FileConfig {
     pub trusted_bridges: Option<Vec<String>>,
     pub audience: Option<String>,
     pub ca_file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Why the configuration is unusable.
@@ -119,6 +122,18 @@ impl Broker {
             tls,
         })
     }
+}
+
+/// The agent's default state directory: `$XDG_STATE_HOME/keymesh-device/<device>`, else
+/// `$HOME/.local/state/keymesh-device/<device>`.
+pub fn default_state_dir(device: &str) -> Result<PathBuf, ConfigError> {
+    let base = match std::env::var_os("XDG_STATE_HOME") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".local/state"))
+            .ok_or(ConfigError::Missing("state_dir (no $HOME)"))?,
+    };
+    Ok(base.join("keymesh-device").join(device))
 }
 
 /// Checks a device id as the chain would.

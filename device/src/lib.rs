@@ -8,6 +8,7 @@
 //! The byte layout is specified in `docs/envelope.md`; this crate is its reference
 //! implementation.
 
+pub mod agent;
 pub mod attestation;
 pub mod config;
 pub mod connect_proof;
@@ -15,6 +16,7 @@ pub mod directory;
 pub mod envelope;
 pub mod keys;
 pub mod mqtt;
+pub mod onboard;
 pub mod pss;
 pub mod tls;
 pub mod topic_key;

@@ -35,8 +35,9 @@ fn run(args: &[&str], stdin: &[u8]) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-/// `keymesh-device` acting as test device `id` on `broker`, with `peers` as its key folder.
-fn device_cmd(broker: &str, id: &str, peers: &Path) -> Command {
+/// `keymesh-device` acting as test device `id` on `broker`, trusting Alice as its bridge,
+/// with its state under `state`.
+fn device_cmd(broker: &str, id: &str, state: &Path) -> Command {
     let key = testdata(&format!("{id}.key.pem"));
     let mut cmd = Command::new(bin());
     cmd.args([
@@ -46,9 +47,48 @@ fn device_cmd(broker: &str, id: &str, peers: &Path) -> Command {
         id,
         "--key",
         key.to_str().unwrap(),
+        "--trust-bridge",
+        &alice_hex(),
     ])
-    .args(["--peers-dir", peers.to_str().unwrap()]);
+    .args(["--state-dir", state.join(id).to_str().unwrap()]);
     cmd
+}
+
+/// A directory entry of test device `id` at `block`, attested by Alice.
+fn device_entry(id: &str, block: u32) -> Vec<u8> {
+    let key = keymesh_device::keys::read_public(&testdata(&format!("{id}.spki.pem"))).unwrap();
+    let json = serde_json::json!({
+        "device": id,
+        "publicKey": base64_der(&key),
+        "fingerprint": hex::encode(keymesh_device::fingerprint(&key)),
+        "status": "active",
+        "epoch": 0,
+        "block": block,
+    })
+    .to_string();
+    Delivery {
+        attestation: Attestation::sign(&sr25519::dev::alice(), json.as_bytes(), block, [1; 32]),
+        envelope: json.into_bytes(),
+    }
+    .to_bytes()
+}
+
+fn base64_der(key: &rsa::RsaPublicKey) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(keymesh_device::keys::public_der(key))
+}
+
+/// Publishes `payload` to `topic` with mosquitto_pub.
+fn mosquitto_pub(port: u16, topic: &str, payload: &[u8], retain: bool) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), payload).unwrap();
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args(["-t", topic, "-f", file.path().to_str().unwrap()]);
+    if retain {
+        cmd.arg("-r");
+    }
+    assert!(cmd.status().unwrap().success());
 }
 
 /// `keymesh-device open` with device `reader`'s test key, trusting `sender_key`.
@@ -76,6 +116,8 @@ fn every_command_has_help() {
         "send",
         "publish",
         "listen",
+        "register",
+        "rotate",
     ] {
         let out = run(&[cmd, "--help"], b"");
         assert!(out.status.success(), "{cmd}");
@@ -198,7 +240,7 @@ fn start_listener(command: &mut Command) -> Reaped {
     let mut err = BufReader::new(listener.0.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on km/v1/dev/1113/inbox"), "{line}");
+    assert!(line.contains("listening as 1113"), "{line}");
     listener
 }
 
@@ -213,23 +255,14 @@ fn send_and_listen_through_a_real_broker() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, port) = start_mosquitto(dir.path());
     let broker = format!("mqtt://127.0.0.1:{port}");
-    let peers = dir.path().join("peers");
-    std::fs::create_dir(&peers).unwrap();
+    let peers = dir.path().join("state");
+    // The keys come from the (retained, attested) directory, as the bridge publishes it.
     for id in ["1111", "1113"] {
-        std::fs::copy(
-            testdata(&format!("{id}.spki.pem")),
-            peers.join(format!("{id}.spki.pem")),
-        )
-        .unwrap();
+        mosquitto_pub(port, &format!("km/v1/dir/{id}"), &device_entry(id, 3), true);
     }
 
-    let mut listener = start_listener(device_cmd(&broker, "1113", &peers).args([
-        "listen",
-        "--count",
-        "5",
-        "--trust-bridge",
-        &alice_hex(),
-    ]));
+    let mut listener =
+        start_listener(device_cmd(&broker, "1113", &peers).args(["listen", "--count", "5"]));
 
     // Relay: take one message from the ingress topic and republish it to the inbox.
     let sealed_path = dir.path().join("sealed.bin");
@@ -343,7 +376,7 @@ fn send_and_listen_through_a_real_broker() {
         )
     );
     assert!(
-        lines[2].contains("cannot open: duplicate message"),
+        lines[2].contains("cannot open: replay of message"),
         "{}",
         lines[2]
     );
@@ -365,43 +398,19 @@ fn listen_refuses_a_directory_entry_older_than_one_it_accepted() {
     let (_broker, port) = start_mosquitto(dir.path());
     let broker = format!("mqtt://127.0.0.1:{port}");
     let mut listener = start_listener(
-        device_cmd(&broker, "1113", dir.path())
-            .args(["listen", "--directory", "--count", "3"])
-            .args(["--trust-bridge", &alice_hex()]),
+        device_cmd(&broker, "1113", dir.path()).args(["listen", "--count", "2"]),
     );
     // A newer entry, a stale one replayed after it, and an unattested one.
-    let entry = |block: u32, json: &str| {
-        let path = dir.path().join(format!("entry-{block}.bin"));
-        let delivery = Delivery {
-            attestation: Attestation::sign(&sr25519::dev::alice(), json.as_bytes(), block, [1; 32]),
-            envelope: json.as_bytes().to_vec(),
-        };
-        std::fs::write(&path, delivery.to_bytes()).unwrap();
-        path
-    };
-    let garbage = dir.path().join("garbage.bin");
-    std::fs::write(&garbage, b"").unwrap();
-    for file in [
-        entry(9, "{\"fingerprint\":\"new\"}"),
-        entry(7, "{\"fingerprint\":\"old\"}"),
-        garbage,
-    ] {
-        let status = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
-            .args(["-t", "km/v1/dir/1114", "-f", file.to_str().unwrap()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    mosquitto_pub(port, "km/v1/dir/1114", &device_entry("1114", 9), false);
+    mosquitto_pub(port, "km/v1/dir/1114", &device_entry("1114", 7), false);
+    mosquitto_pub(port, "km/v1/dir/1114", b"", false);
     let out = listener.0.stdout.take().unwrap();
     let lines: Vec<String> = BufReader::new(out).lines().map(|l| l.unwrap()).collect();
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
-        lines[0].contains("directory entry at block #9"),
+        lines[0].contains("entry at block #7 is older than #9"),
         "{}",
         lines[0]
     );
-    assert!(lines[0].contains("new"), "{}", lines[0]);
-    assert!(lines[1].contains("older than #9"), "{}", lines[1]);
-    assert!(lines[2].contains("directory entry refused"), "{}", lines[2]);
+    assert!(lines[1].contains("not an attested delivery"), "{}", lines[1]);
 }

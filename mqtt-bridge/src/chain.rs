@@ -5,7 +5,10 @@
 //! block, the KeyMesh events name the devices and groups that changed, and only those are
 //! read again, at that block. `RekeyRequired` events go to the key manager.
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use keymesh_device::keys::parse_public;
 use keymesh_primitives::{DeviceStatus, Role};
@@ -14,7 +17,7 @@ use subxt::{
     client::OnlineClientAtBlock, dynamic::Value, utils::AccountId32, OnlineClient, PolkadotConfig,
 };
 
-use crate::gate::{DeviceKey, GroupKey, Snapshot};
+use crate::gate::{DeviceKey, GroupKey, MemberKeys, Snapshot};
 
 pub type Api = OnlineClient<PolkadotConfig>;
 pub type AtBlock = OnlineClientAtBlock<PolkadotConfig>;
@@ -36,6 +39,7 @@ pub(crate) fn query(e: impl std::fmt::Display) -> ChainError {
 struct DeviceRecord {
     public_key: Vec<u8>,
     fingerprint: [u8; 32],
+    epoch: u32,
     status: Status,
 }
 
@@ -56,9 +60,16 @@ struct GroupRecord {
 
 #[derive(DecodeAsType)]
 struct TopicKey {
+    epoch: u32,
     public_key: Vec<u8>,
     fingerprint: [u8; 32],
+    sealed_private_key: Vec<u8>,
     from_block: u32,
+}
+
+#[derive(DecodeAsType)]
+struct EpochWrap {
+    wrap: Vec<u8>,
 }
 
 #[derive(DecodeAsType)]
@@ -90,6 +101,7 @@ fn device_key(record: DeviceRecord) -> Option<DeviceKey> {
     Some(DeviceKey {
         public_key,
         fingerprint: record.fingerprint,
+        epoch: record.epoch,
         status: match record.status {
             Status::Active => DeviceStatus::Active,
             Status::Suspended => DeviceStatus::Suspended,
@@ -150,6 +162,13 @@ pub async fn read_group(at: &AtBlock, id: &str) -> Result<Option<GroupKey>, Chai
         (Some(requested), Some(key)) => requested >= key.from_block,
     };
     let needs_rekey = !members.is_empty() && rekey_outstanding;
+    let member_keys = match &record.topic_key {
+        Some(key) => Some(Arc::new(MemberKeys {
+            wraps: read_wraps(at, id, key.epoch).await?,
+            sealed_private_key: key.sealed_private_key.clone(),
+        })),
+        None => None,
+    };
     let topic_key = record.topic_key.and_then(|k| {
         let public = parse_public(&k.public_key).ok()?;
         Some((public, k.fingerprint))
@@ -163,7 +182,30 @@ pub async fn read_group(at: &AtBlock, id: &str) -> Result<Option<GroupKey>, Chai
         // Read on its own, an outstanding rekey may be a removal's: fail closed. `apply`
         // narrows this with the block's events.
         removal_pending: rekey_outstanding,
+        member_keys,
     }))
+}
+
+/// Every member's wrap of `group`'s epoch key for `epoch`, in one prefix iteration.
+async fn read_wraps(
+    at: &AtBlock,
+    group: &str,
+    epoch: u32,
+) -> Result<HashMap<String, Vec<u8>>, ChainError> {
+    let address =
+        subxt::dynamic::storage::<(Vec<u8>, u32, Vec<u8>), EpochWrap>("Groups", "EpochWraps");
+    let mut entries = at
+        .storage()
+        .iter(address, (group.as_bytes().to_vec(), epoch))
+        .await
+        .map_err(query)?;
+    let mut wraps = HashMap::new();
+    while let Some(entry) = entries.next().await {
+        let entry = entry.map_err(query)?;
+        let device = key_id(&entry.key().map_err(query)?, 2, "Groups.EpochWraps")?;
+        wraps.insert(device, entry.value().decode().map_err(query)?.wrap);
+    }
+    Ok(wraps)
 }
 
 /// The id in part `index` of a storage key (maps hashed with a transparent hasher).

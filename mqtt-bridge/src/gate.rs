@@ -15,6 +15,9 @@ pub struct DeviceKey {
     pub public_key: RsaPublicKey,
     pub fingerprint: Fingerprint,
     pub status: DeviceStatus,
+    /// Rotations so far: 0 for the registered key. Devices refresh a cached key whose epoch
+    /// is behind this one.
+    pub epoch: u32,
 }
 
 impl DeviceKey {
@@ -24,6 +27,7 @@ impl DeviceKey {
             fingerprint: keymesh_device::fingerprint(&public_key),
             public_key,
             status: DeviceStatus::Active,
+            epoch: 0,
         }
     }
 }
@@ -41,6 +45,19 @@ pub struct GroupKey {
     /// A member was removed and the epoch that shuts it out is not set yet: the removed
     /// member can still read the current epoch, so nothing is sent under it.
     pub removal_pending: bool,
+    /// What members need to read the current epoch; shared, since snapshots are copied per
+    /// block and this changes only with the epoch or the members.
+    pub member_keys: Option<std::sync::Arc<MemberKeys>>,
+}
+
+/// The current epoch's keys as members fetch them from the directory.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MemberKeys {
+    /// The topic private key under the epoch key (SCALE `SealedTopicKey`).
+    pub sealed_private_key: Vec<u8>,
+    /// Each member's RSA-OAEP wrap of the epoch key; a member that joined after the epoch
+    /// was set has none.
+    pub wraps: HashMap<String, Vec<u8>>,
 }
 
 /// The keys of one finalized block.

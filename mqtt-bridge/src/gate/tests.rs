@@ -52,6 +52,7 @@ fn fleet() -> Fleet {
             open_to_publishers: false,
             needs_rekey: false,
             removal_pending: false,
+            member_keys: None,
         },
     );
     snapshot.groups.insert(
@@ -63,6 +64,7 @@ fn fleet() -> Fleet {
             open_to_publishers: true,
             needs_rekey: false,
             removal_pending: false,
+            member_keys: None,
         },
     );
     Fleet {
