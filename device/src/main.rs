@@ -244,7 +244,10 @@ impl Settings {
             .or(self.file.audience.clone())
             .unwrap_or_else(|| config::DEFAULT_AUDIENCE.into());
         let broker = Broker::parse(&broker)?;
-        let tls = match (broker.tls, self.cli.ca.clone().or(self.file.ca_file.clone())) {
+        let tls = match (
+            broker.tls,
+            self.cli.ca.clone().or(self.file.ca_file.clone()),
+        ) {
             (false, _) => None,
             (true, Some(ca)) => Some(keymesh_device::tls::client_config(&ca)?),
             (true, None) => return Err(config::ConfigError::Missing("ca (for mqtts://)").into()),

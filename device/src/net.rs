@@ -26,7 +26,12 @@ pub fn send_tag() -> String {
 
 /// Sends one message, then waits `settle_ms` for the bridge's verdict: a refusal fails
 /// the command, a resend (the key rotated meanwhile) is reported and waited on again.
-pub async fn send(config: AgentConfig, target: Target, payload: &[u8], settle_ms: u64) -> Result<()> {
+pub async fn send(
+    config: AgentConfig,
+    target: Target,
+    payload: &[u8],
+    settle_ms: u64,
+) -> Result<()> {
     let (agent, mut events) = Agent::start(config).await?;
     let id = match &target {
         Target::Device(to) => agent.send(to, payload).await?,
@@ -48,7 +53,11 @@ pub async fn send(config: AgentConfig, target: Target, payload: &[u8], settle_ms
                 detail,
             } if message_id == current || message_id == id => {
                 agent.stop().await;
-                return Err(format!("the bridge refused {}: {reason}: {detail}", hex::encode(message_id)).into());
+                return Err(format!(
+                    "the bridge refused {}: {reason}: {detail}",
+                    hex::encode(message_id)
+                )
+                .into());
             }
             AgentEvent::Resent {
                 message_id,

@@ -33,9 +33,8 @@ pub fn load_signer(file: Option<&Path>) -> Result<Keypair, OnboardError> {
     let text = match file {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| OnboardError::Signer(format!("{}: {e}", path.display())))?,
-        None => std::env::var(SIGNER_ENV).map_err(|_| {
-            OnboardError::Signer(format!("give --signer-file or set {SIGNER_ENV}"))
-        })?,
+        None => std::env::var(SIGNER_ENV)
+            .map_err(|_| OnboardError::Signer(format!("give --signer-file or set {SIGNER_ENV}")))?,
     };
     let uri = SecretUri::from_str(text.trim()).map_err(|e| OnboardError::Signer(e.to_string()))?;
     Keypair::from_uri(&uri).map_err(|e| OnboardError::Signer(e.to_string()))
@@ -72,7 +71,10 @@ async fn submit_finalized(
         .sign_and_submit_then_watch_default(&payload, signer)
         .await
         .map_err(|e| failed(&e))?;
-    let in_block = progress.wait_for_finalized().await.map_err(|e| failed(&e))?;
+    let in_block = progress
+        .wait_for_finalized()
+        .await
+        .map_err(|e| failed(&e))?;
     in_block.wait_for_success().await.map_err(|e| failed(&e))?;
     Ok(format!("{:?}", in_block.block_hash()))
 }

@@ -397,9 +397,8 @@ fn listen_refuses_a_directory_entry_older_than_one_it_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, port) = start_mosquitto(dir.path());
     let broker = format!("mqtt://127.0.0.1:{port}");
-    let mut listener = start_listener(
-        device_cmd(&broker, "1113", dir.path()).args(["listen", "--count", "2"]),
-    );
+    let mut listener =
+        start_listener(device_cmd(&broker, "1113", dir.path()).args(["listen", "--count", "2"]));
     // A newer entry, a stale one replayed after it, and an unattested one.
     mosquitto_pub(port, "km/v1/dir/1114", &device_entry("1114", 9), false);
     mosquitto_pub(port, "km/v1/dir/1114", &device_entry("1114", 7), false);
@@ -412,5 +411,9 @@ fn listen_refuses_a_directory_entry_older_than_one_it_accepted() {
         "{}",
         lines[0]
     );
-    assert!(lines[1].contains("not an attested delivery"), "{}", lines[1]);
+    assert!(
+        lines[1].contains("not an attested delivery"),
+        "{}",
+        lines[1]
+    );
 }

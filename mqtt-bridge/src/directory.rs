@@ -132,9 +132,7 @@ fn member_entries(
                 .filter(|_| member)
                 .map(|(k, _)| b64(&public_der(k))),
             fingerprint: topic_key.filter(|_| member).map(|(_, f)| hex::encode(f)),
-            sealed_private_key: keys
-                .filter(|_| member)
-                .map(|k| b64(&k.sealed_private_key)),
+            sealed_private_key: keys.filter(|_| member).map(|k| b64(&k.sealed_private_key)),
             wrapped_epoch_key: keys
                 .filter(|_| member)
                 .and_then(|k| k.wraps.get(device))
@@ -281,7 +279,10 @@ mod tests {
         assert_eq!(member["wrappedEpochKey"], b64(&[9; 4]));
         assert_eq!(member["sealedPrivateKey"], b64(&[1, 2, 3]));
         // 1114 joined after the epoch was set: a member, with no wrap yet.
-        assert_eq!(entry(&all, "1114")["wrappedEpochKey"], serde_json::Value::Null);
+        assert_eq!(
+            entry(&all, "1114")["wrappedEpochKey"],
+            serde_json::Value::Null
+        );
 
         let mut removed = snapshot.clone();
         removed.block_number = 9;

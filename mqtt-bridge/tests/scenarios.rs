@@ -570,11 +570,12 @@ async fn devices_and_the_bridge_speak_tls_to_the_front_and_to_mosquitto() {
         .args(["--broker", &format!("mqtts://127.0.0.1:{}", stack.tls_port)])
         .args(["--ca", ca.to_str().unwrap(), "--device-id", "1111"])
         .args(["--key", testdata.join("1111.key.pem").to_str().unwrap()])
-        .args(["send", "--to", "1113", "--message", "CLI over TLS"])
+        .args(["--trust-bridge", &hex::encode(bridge_key())])
         .args([
-            "--recipient-key",
-            testdata.join("1113.spki.pem").to_str().unwrap(),
+            "--state-dir",
+            stack.dir.path().join("cli").to_str().unwrap(),
         ])
+        .args(["send", "--to", "1113", "--message", "CLI over TLS"])
         .output()
         .unwrap();
     assert!(

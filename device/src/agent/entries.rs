@@ -159,7 +159,11 @@ fn key_with_fingerprint(
     stated: &str,
 ) -> Result<(RsaPublicKey, Fingerprint), EntryError> {
     let der = field(topic, "publicKey", base64(key_b64))?;
-    let key = field(topic, "publicKey", parse_public(&der).map_err(|e| e.to_string()))?;
+    let key = field(
+        topic,
+        "publicKey",
+        parse_public(&der).map_err(|e| e.to_string()),
+    )?;
     let actual = fingerprint(&key);
     if hex::encode(actual) != stated {
         return Err(EntryError::Field {

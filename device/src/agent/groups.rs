@@ -173,18 +173,24 @@ mod tests {
         let t0 = Instant::now();
         let keys = [key("1112"), me.clone()];
         assert_eq!(
-            groups.apply("B", &entry(1, 4, &me, &topic1), &keys, t0).unwrap(),
+            groups
+                .apply("B", &entry(1, 4, &me, &topic1), &keys, t0)
+                .unwrap(),
             MemberChange::Reading {
                 epoch: 1,
                 joined: true
             }
         );
         assert_eq!(
-            groups.apply("B", &entry(1, 5, &me, &topic1), &keys, t0).unwrap(),
+            groups
+                .apply("B", &entry(1, 5, &me, &topic1), &keys, t0)
+                .unwrap(),
             MemberChange::Unchanged
         );
         assert_eq!(
-            groups.apply("B", &entry(2, 9, &me, &topic2), &keys, t0).unwrap(),
+            groups
+                .apply("B", &entry(2, 9, &me, &topic2), &keys, t0)
+                .unwrap(),
             MemberChange::Reading {
                 epoch: 2,
                 joined: false

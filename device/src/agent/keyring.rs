@@ -91,9 +91,12 @@ impl Keyring {
     /// The key to seal a direct message to `device` with, after checking the local copy
     /// against finalized state.
     pub fn recipient(&self, device: &str) -> Result<SealingKey, CheckError> {
-        let current = self.devices.get(device).ok_or_else(|| CheckError::Unknown {
-            target: device.to_string(),
-        })?;
+        let current = self
+            .devices
+            .get(device)
+            .ok_or_else(|| CheckError::Unknown {
+                target: device.to_string(),
+            })?;
         if !current.active {
             return Err(CheckError::NotActive {
                 device: device.to_string(),

@@ -131,8 +131,7 @@ impl Agent {
         let state = Arc::new(Mutex::new(State::open(&config)?));
         let (updates_tx, updates) = watch::channel(0);
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
-        let (client, ready) =
-            session::spawn(&config, state.clone(), updates_tx, events_tx).await?;
+        let (client, ready) = session::spawn(&config, state.clone(), updates_tx, events_tx).await?;
         tokio::time::timeout(DIRECTORY_WAIT, ready)
             .await
             .map_err(|_| AgentError::Timeout(DIRECTORY_WAIT, "subscribing"))?

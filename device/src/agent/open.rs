@@ -20,6 +20,8 @@ pub struct Message {
     pub block: u32,
     /// The bridge that attested it.
     pub bridge: [u8; 32],
+    /// The fingerprint of the key it was sealed to.
+    pub sealed_to: [u8; 32],
     pub payload: Vec<u8>,
 }
 
@@ -40,7 +42,10 @@ pub enum OpenError {
     NotAddressed { kind: Kind, target: String },
     #[error("sender {0} is not in finalized state")]
     UnknownSender(String),
-    #[error("sealed to key {} of epoch {epoch}, which this device does not hold", hex::encode(fingerprint))]
+    #[error(
+        "sealed to key {} of epoch {epoch}, which this device does not hold",
+        hex::encode(fingerprint)
+    )]
     NoKey { fingerprint: [u8; 32], epoch: u32 },
 }
 
@@ -103,6 +108,7 @@ pub fn open_delivery(
         message_id: opened.header.message_id,
         block: delivery.attestation.block_number,
         bridge: delivery.attestation.bridge,
+        sealed_to: header.fingerprint,
         payload: opened.payload.to_vec(),
     })
 }

@@ -168,7 +168,10 @@ mod tests {
         let notice = Notice::parse(text.as_bytes()).unwrap();
         assert!(notice.retryable());
         assert_eq!(notice.message_id(), Some([7; 16]));
-        let replay = Notice::parse(br#"{"reason":"Replay","message_id":null,"target":null,"detail":"","block":1}"#).unwrap();
+        let replay = Notice::parse(
+            br#"{"reason":"Replay","message_id":null,"target":null,"detail":"","block":1}"#,
+        )
+        .unwrap();
         assert!(!replay.retryable());
         assert_eq!(replay.message_id(), None);
         assert!(Notice::parse(b"garbage").is_none());

@@ -117,7 +117,10 @@ impl Session {
             tag: Some(&self.tag),
         };
         if let Err(e) = login.refresh(&mut event_loop.mqtt_options) {
-            tracing::warn!("cannot make a connect proof for {}: {e}", self.endpoint.broker.host);
+            tracing::warn!(
+                "cannot make a connect proof for {}: {e}",
+                self.endpoint.broker.host
+            );
         }
     }
 

@@ -179,11 +179,11 @@ impl State {
             }
         };
         let parsed = match EntryTopic::parse(topic) {
-            Some(EntryTopic::Device(id)) => {
-                entries::device(topic, id, &entry.json).map(|d| self.learn_device(id, d, &mut events))
+            Some(EntryTopic::Device(id)) => entries::device(topic, id, &entry.json)
+                .map(|d| self.learn_device(id, d, &mut events)),
+            Some(EntryTopic::Group(id)) => {
+                entries::group(topic, id, &entry.json).map(|g| self.keyring.learn_group(id, g))
             }
-            Some(EntryTopic::Group(id)) => entries::group(topic, id, &entry.json)
-                .map(|g| self.keyring.learn_group(id, g)),
             Some(EntryTopic::Member { group, device }) if device == self.device => {
                 entries::member(topic, (group, device), &entry.json).map(|m| {
                     self.learn_membership(group, &m, &mut events, &mut subscribe);
@@ -197,8 +197,14 @@ impl State {
         (events, subscribe)
     }
 
-    fn learn_device(&mut self, id: &str, entry: entries::DeviceEntry, events: &mut Vec<AgentEvent>) {
-        if id == self.device && fingerprint(&self.own_keys[0].to_public_key()) != entry.fingerprint {
+    fn learn_device(
+        &mut self,
+        id: &str,
+        entry: entries::DeviceEntry,
+        events: &mut Vec<AgentEvent>,
+    ) {
+        if id == self.device && fingerprint(&self.own_keys[0].to_public_key()) != entry.fingerprint
+        {
             self.adopt_rotated_key(&entry, events);
         }
         self.keyring.learn_device(id, entry);
@@ -206,18 +212,28 @@ impl State {
 
     /// The directory shows a new key for this device (rotated by another process, which
     /// wrote it to the key file once it was finalized): read the key file again.
+    ///
+    /// `rotate` writes the new key to `<key>.next` before it submits it, and moves it to
+    /// `<key>` only after finality, so both are looked at: whichever holds the key the
+    /// directory shows is adopted.
     fn adopt_rotated_key(&mut self, entry: &entries::DeviceEntry, events: &mut Vec<AgentEvent>) {
         let Some(path) = &self.key_file else { return };
-        match keys::read_private(path) {
-            Ok(key) if fingerprint(&key.to_public_key()) == entry.fingerprint => {
-                self.use_key(key);
-                events.push(AgentEvent::OwnKeyRotated {
-                    fingerprint: entry.fingerprint,
-                });
+        let mut next = path.as_os_str().to_owned();
+        next.push(".next");
+        for candidate in [path.clone(), std::path::PathBuf::from(next)] {
+            match keys::read_private(&candidate) {
+                Ok(key) if fingerprint(&key.to_public_key()) == entry.fingerprint => {
+                    self.use_key(key);
+                    events.push(AgentEvent::OwnKeyRotated {
+                        fingerprint: entry.fingerprint,
+                    });
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!("{}: {e}", candidate.display()),
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("cannot read the key file again: {e}"),
         }
+        tracing::warn!("the directory shows a new key for this device that no key file holds");
     }
 
     fn learn_membership(
@@ -227,7 +243,10 @@ impl State {
         events: &mut Vec<AgentEvent>,
         subscribe: &mut Vec<String>,
     ) {
-        match self.groups.apply(group, entry, &self.own_keys, Instant::now()) {
+        match self
+            .groups
+            .apply(group, entry, &self.own_keys, Instant::now())
+        {
             Ok(MemberChange::Reading { epoch, joined }) => {
                 subscribe.push(mqtt::group_topic(group));
                 events.push(AgentEvent::GroupKey {
@@ -314,7 +333,12 @@ impl State {
                     .and_then(|g| g.topic_key.as_ref().map(|(_, f)| *f)),
             };
             if current.is_some_and(|f| f != sent.sealed_to) {
-                match self.seal(&sent.target, sent.payload.clone(), sent.attempt + 1, Some(sent.original)) {
+                match self.seal(
+                    &sent.target,
+                    sent.payload.clone(),
+                    sent.attempt + 1,
+                    Some(sent.original),
+                ) {
                     Ok((topic, sealed)) => {
                         let event = AgentEvent::Resent {
                             original: sent.original,
@@ -334,7 +358,10 @@ impl State {
                 failed.push(AgentEvent::Refused {
                     message_id: sent.original,
                     reason: "KeyMismatch".into(),
-                    detail: format!("finalized state showed no newer key of {} in {RETRY_WAIT:?}", sent.target),
+                    detail: format!(
+                        "finalized state showed no newer key of {} in {RETRY_WAIT:?}",
+                        sent.target
+                    ),
                 });
             } else {
                 self.retries.push(retry);
