@@ -195,10 +195,15 @@ impl Agent {
             other => other,
         })?;
         let (topic, sealed) = self.state().seal(&target, payload.to_vec(), 0, None)?;
-        self.client
+        let published = self
+            .client
             .publish(topic, QoS::AtLeastOnce, false, sealed.bytes)
-            .await
-            .map_err(mqtt::MqttError::from)?;
+            .await;
+        if let Err(e) = published {
+            // Never queued, so no acknowledgement will come: `flush` must not wait for it.
+            self.state().acked();
+            return Err(mqtt::MqttError::from(e).into());
+        }
         Ok(sealed.message_id)
     }
 
