@@ -127,10 +127,8 @@ impl Session {
     /// Handles one event; `false` once the client was dropped or disconnected.
     async fn on_event(&mut self, event: Event) -> bool {
         match event {
-            Event::Incoming(Packet::ConnAck(ack)) => {
-                if !ack.session_present {
-                    self.subscribe_all();
-                }
+            Event::Incoming(Packet::ConnAck(ack)) if !ack.session_present => {
+                self.subscribe_all();
             }
             Event::Incoming(Packet::SubAck(_)) => {
                 self.awaiting = self.awaiting.saturating_sub(1);
