@@ -514,13 +514,13 @@ async fn rekey_pending_after_a_removal_the_old_epoch_is_refused() {
     // embedded broker's sessions with it: the devices connect again.
     stack.bridge_args.clear();
     stack.start_bridge().await;
-    let second = group_key(&stack, "grp1", 2).await;
+    let (next, second) = group_key_after(&stack, "grp1", removed_at).await;
     drop((d1111, d1112));
     let mut d1111 = Device::connect(stack.mqtt_port, "1111").await;
     let mut d1112 = Device::connect(stack.mqtt_port, "1112").await;
     d1112.mqtt.subscribe_granted(&group_topic("grp1")).await;
     d1111
-        .send(topic("1111", "grp1", &second, 2, "after the rekey"))
+        .send(topic("1111", "grp1", &second, next, "after the rekey"))
         .await;
     assert!(d1112.next_on(&group_topic("grp1"), WAIT).await.is_some());
 }

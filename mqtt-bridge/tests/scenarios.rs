@@ -251,12 +251,12 @@ async fn scenario_5_cross_group_rekey_after_removal() {
         .unwrap();
     assert!(open_delivery(&own, &old_1112, &directory()).is_ok());
 
-    // Removing 1112 moves hsu0001 to epoch 2, keyed by the bridge for 1113 alone.
+    // Removing 1112 moves hsu0001 to its next epoch, keyed by the bridge for 1113 alone.
     let args = vec![bytes(b"hsu0001"), bytes(b"1112")];
-    stack
-        .submit(&operator(), "Groups", "remove_member", args)
+    let removed_at = stack
+        .submit_in_block(&operator(), "Groups", "remove_member", args)
         .await;
-    let rekeyed = group_key(&stack, "hsu0001", 2).await;
+    let (next, rekeyed) = group_key_after(&stack, "hsu0001", removed_at).await;
     assert_ne!(fingerprint(&rekeyed), fingerprint(&first));
     // Envelopes sealed to the old epoch's key are now refused.
     d1113
@@ -264,7 +264,7 @@ async fn scenario_5_cross_group_rekey_after_removal() {
         .await;
     assert_eq!(d1113.refusal(WAIT).await["reason"], "KeyMismatch");
     d1113
-        .send(topic("1113", "hsu0001", &rekeyed, 2, "after removal"))
+        .send(topic("1113", "hsu0001", &rekeyed, next, "after removal"))
         .await;
     // 1112's subscription still stands at the broker, but the front withholds the delivery.
     assert!(d1112
@@ -278,7 +278,7 @@ async fn scenario_5_cross_group_rekey_after_removal() {
     let (epoch, key) = topic_key_of(stack.rpc_port, "hsu0001", "1113")
         .await
         .unwrap();
-    assert_eq!(epoch, 2);
+    assert_eq!(epoch, next);
     let opened = open_delivery(&seen, &key, &directory()).unwrap();
     assert_eq!(&opened.payload[..], b"after removal");
 }

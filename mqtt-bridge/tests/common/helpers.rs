@@ -80,6 +80,19 @@ pub async fn group_key(stack: &Stack, group: &str, epoch: u32) -> RsaPublicKey {
     parse_public(&der).unwrap()
 }
 
+/// The number and key of the first epoch of `group` set after finalized block `block` (a removal's,
+/// say). A rekey that was already under way may have moved the epoch on before `block`, so
+/// the epoch is read at `block` rather than assumed.
+pub async fn group_key_after(stack: &Stack, group: &str, block: u64) -> (u32, RsaPublicKey) {
+    let hash = stack.api.at_block(block).await.unwrap().block_hash();
+    let at = format!("0x{}", hex::encode(hash.0));
+    let json = stack
+        .rpc("keymesh_group", subxt::rpcs::client::rpc_params![group, at])
+        .await;
+    let epoch = json["epoch"].as_u64().unwrap() as u32;
+    (epoch + 1, group_key(stack, group, epoch + 1).await)
+}
+
 pub async fn create_group(stack: &Stack, group: &str, members: &[&str], open: bool) {
     let alice = operator();
     let admin = Value::from_bytes(alice.public_key().0);
