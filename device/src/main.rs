@@ -35,7 +35,9 @@ struct Cli {
     /// This device's private key (PKCS#8 PEM).
     #[arg(long, global = true)]
     key: Option<PathBuf>,
-    /// Folder of other devices' public keys, named `<device>.spki.pem` or `.spki.der`.
+    /// Offline only (`open`): folder of other devices' public keys, named
+    /// `<device>.spki.pem` or `.spki.der`. `send`, `publish` and `listen` take keys from
+    /// the attested directory and never read it.
     #[arg(long, global = true)]
     peers_dir: Option<PathBuf>,
     /// The deployment name the broker's front expects in connect proofs

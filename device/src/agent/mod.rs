@@ -50,7 +50,7 @@ pub struct AgentConfig {
     pub audience: String,
     /// sr25519 public keys of the bridges whose attestations count.
     pub trusted_bridges: Vec<[u8; 32]>,
-    /// Where the key cache, the directory's high-water marks and the replay window live.
+    /// Where the key cache and the replay window live.
     pub state_dir: PathBuf,
     /// Tells this connection from the device's others (the client id is `<device>:<tag>`).
     pub tag: String,
