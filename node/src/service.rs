@@ -11,7 +11,7 @@ use sc_service::{error::Error as ServiceError, Configuration, TaskManager, WarpS
 use sc_transaction_pool_api::{OffchainTransactionPoolFactory, TransactionPool};
 use sp_consensus_aura::sr25519::{AuthorityId as AuraId, AuthorityPair as AuraPair};
 
-use crate::cli::Sealing;
+use crate::{cli::Sealing, peers};
 
 type FullClient = sc_service::TFullClient<
     Block,
@@ -67,9 +67,12 @@ fn new_parts(config: &Configuration) -> Result<Parts, ServiceError> {
 pub fn new_full<
     N: sc_network::NetworkBackend<Block, <Block as sp_runtime::traits::Block>::Hash>,
 >(
-    config: Configuration,
+    mut config: Configuration,
     sealing: Sealing,
 ) -> Result<TaskManager, ServiceError> {
+    // Every node, validator or not, takes only authorized peers (see `peers`).
+    peers::refuse_strangers(&mut config.network);
+    config.offchain_worker.enabled = true;
     let Parts {
         client,
         backend,
@@ -180,8 +183,11 @@ pub fn new_full<
             gap_sync_body_policy: None,
         })?;
 
-    // The node-authorization pallet's offchain worker hands the authorized peer set to the
-    // network on every block, which is what keeps unauthorized peers out.
+    let authorized = peers::well_known_nodes::<Block, _>(&*client, client.chain_info().best_hash)
+        .map_err(ServiceError::Other)?;
+    peers::reserve(&*network, authorized);
+    // From here on, the node-authorization pallet's offchain worker hands the authorized
+    // peer set to the network on every block.
     if config.offchain_worker.enabled {
         let offchain_workers =
             sc_offchain::OffchainWorkers::new(sc_offchain::OffchainWorkerOptions {

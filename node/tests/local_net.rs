@@ -1,5 +1,5 @@
 //! The 4-validator local testnet: finality, fault tolerance, and peers limited to the
-//! nodes that `pallet-node-authorization` authorizes.
+//! nodes that `pallet-node-authorization` authorizes, on validators and full nodes alike.
 // Test helpers fail the test on any error, like the tests themselves.
 #![allow(clippy::unwrap_used)]
 
@@ -205,6 +205,45 @@ async fn local_testnet_finality_fault_tolerance_and_permissioning() {
         .unwrap_or_else(|e| fail("authorized fifth node syncs", e, &[&fifth, &validators[0]]));
     assert_eq!(fifth_rpc.block_hash(goal).await.unwrap(), goal_hash);
     assert!(fifth_rpc.peers().await.unwrap() > 0);
+
+    // 6. The fifth node is a full node: it does not validate, and by default runs no
+    //    offchain worker. An unauthorized node that knows only it still gets nothing from
+    //    it, and was never let in, however briefly.
+    let intruder_peer = sc_network::PeerId::from_bytes(&peer_id_of(INTRUDER_NODE_KEY))
+        .unwrap()
+        .to_base58();
+    let fifth_addr = format!("/ip4/127.0.0.1/tcp/{fifth_p2p}/p2p/{expected}");
+    let second_intruder_args = [
+        "--chain",
+        "local",
+        "--node-key",
+        INTRUDER_NODE_KEY,
+        "--bootnodes",
+        &fifth_addr,
+    ];
+    let mut intruder = Node::start(
+        "intruder-2",
+        &dir.path().join("intruder-2"),
+        &second_intruder_args,
+    );
+    let intruder_rpc = intruder.wait_ready(Duration::from_secs(60)).await;
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(20) {
+        let admitted = fifth_rpc.peer_ids().await.unwrap();
+        assert!(
+            !admitted.contains(&intruder_peer),
+            "the authorized full node admitted the unauthorized node\n{}",
+            fifth.log_tail()
+        );
+        assert_eq!(
+            intruder_rpc.best_number().await.unwrap(),
+            0,
+            "the unauthorized node got blocks\n{}",
+            intruder.log_tail()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    drop(intruder);
 }
 
 /// The PeerId bytes of an Ed25519 node key: the identity multihash of the protobuf-encoded

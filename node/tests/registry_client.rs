@@ -2,6 +2,7 @@
 //! a real dev node. It registers a device with a signed extrinsic, checks the key directory
 //! over JSON-RPC, rotates the key, runs groups and the exchange log through every call, and
 //! then decodes every KeyMesh event and storage item with subxt's generic `Value` decoder.
+//! It also shows that a funded account with no role is refused at the pool.
 // Test helpers fail the test on any error, like the tests themselves.
 #![allow(clippy::unwrap_used)]
 
@@ -57,11 +58,15 @@ fn wraps(devices: &[&str]) -> Value {
 
 /// Alice, a key manager, submits (part of) `group`'s key for `epoch`.
 async fn set_epoch_key(api: &Api, group: &str, epoch: u32, topic: &[u8], devices: &[&str]) {
+    // The sealed key differs per (topic key, epoch), as a fresh one would: the chain refuses
+    // the current epoch's sealed key and those retired by a removal.
+    let mut seal = Sha256::digest(topic).to_vec();
+    seal.extend_from_slice(&[epoch as u8; 32]);
     let args = vec![
         bytes(group.as_bytes()),
         Value::u128(epoch.into()),
         bytes(topic),
-        bytes(&[0x11; 64]),
+        bytes(&seal),
         wraps(devices),
     ];
     submit(api, &dev::alice(), "Groups", "set_epoch_key", args).await;
@@ -276,8 +281,13 @@ async fn every_keymesh_event_and_storage_item_decodes_generically() {
         bytes(b"1112"),
         unit_variant("Subscriber"),
     ];
-    submit(&api, &alice, "Groups", "add_member", args).await;
+    submit(&api, &alice, "Groups", "add_member", args.clone()).await;
     set_epoch_key(&api, "hsu0001", 2, TOPIC_KEY_1, &["2001"]).await;
+    // A removal while it is pending retires that key; the next attempt needs a fresh one.
+    let leave = vec![bytes(b"hsu0001"), bytes(b"1112")];
+    submit(&api, &alice, "Groups", "remove_member", leave).await;
+    submit(&api, &alice, "Groups", "add_member", args).await;
+    set_epoch_key(&api, "hsu0001", 2, KEY_2002, &["2001"]).await;
     let group = rpc
         .call("keymesh_group", rpc_params!["hsu0001"])
         .await
@@ -361,10 +371,85 @@ async fn every_keymesh_event_and_storage_item_decodes_generically() {
         }
         entries.insert(name, count);
     }
-    // Devices: 3 items; ExchangeLog: 2 maps and their 2 counters; Groups: 6 items.
-    assert_eq!(entries.len(), 13, "storage items: {entries:?}");
+    // Devices: 4 items; ExchangeLog: 2 maps and their 2 counters; Groups: 8 items.
+    assert_eq!(entries.len(), 16, "storage items: {entries:?}");
     for (name, count) in &entries {
         assert!(*count > 0, "{name:?} had no entry to decode: {entries:?}");
     }
+    node.stop();
+}
+
+/// Submits `pallet.call(args)` signed by `signer` and returns the pool's refusal, if any.
+async fn refusal(
+    api: &Api,
+    signer: &Keypair,
+    pallet: &str,
+    call: &str,
+    args: Vec<Value>,
+) -> Option<String> {
+    let payload = subxt::dynamic::tx(pallet, call, args);
+    match api
+        .tx()
+        .await
+        .unwrap()
+        .sign_and_submit_then_watch_default(&payload, signer)
+        .await
+    {
+        // The pool answers a watched submission with a status: `invalid` is its refusal.
+        Ok(progress) => progress
+            .wait_for_finalized_success()
+            .await
+            .err()
+            .map(|e| e.to_string()),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_funded_stranger_is_refused_at_the_pool_and_the_roles_go_through() {
+    let (mut node, _rpc, api, _dir) = start().await;
+    // Eve is endowed on the dev chain and has no role.
+    let (eve, bob) = (dev::eve(), dev::bob());
+    let remark = || vec![bytes(b"spam")];
+    let transfer = || {
+        vec![
+            Value::unnamed_variant("Id", [account(&bob)]),
+            Value::u128(1_000_000_000_000),
+        ]
+    };
+    for (call, args) in [("remark", remark()), ("transfer_keep_alive", transfer())] {
+        let pallet = if call == "remark" {
+            "System"
+        } else {
+            "Balances"
+        };
+        let refused = refusal(&api, &eve, pallet, call, args)
+            .await
+            .unwrap_or_else(|| panic!("{pallet}.{call} from a stranger was admitted"));
+        assert!(
+            refused.contains("Invalid signing address"),
+            "{pallet}.{call}: {refused}"
+        );
+    }
+    // An operator (Alice), a device owner (Bob) and the bridge (Ferdie) are admitted.
+    for known in [dev::alice(), bob.clone(), dev::ferdie()] {
+        assert_eq!(
+            refusal(&api, &known, "System", "remark", remark()).await,
+            None
+        );
+    }
+    // Eve becomes a group admin: from then on she may transact.
+    submit(
+        &api,
+        &dev::alice(),
+        "Groups",
+        "create_group",
+        vec![bytes(b"eve-s"), account(&eve)],
+    )
+    .await;
+    assert_eq!(
+        refusal(&api, &eve, "System", "remark", remark()).await,
+        None
+    );
     node.stop();
 }

@@ -98,6 +98,12 @@ pub trait DeviceDirectory {
     fn status(device: &[u8]) -> Option<DeviceStatus>;
 }
 
+/// What another pallet may ask of the group registry.
+pub trait GroupDirectory {
+    /// Whether a group with this id exists.
+    fn exists(group: &[u8]) -> bool;
+}
+
 /// Told when a device is revoked, so that other pallets (groups) can drop it.
 pub trait OnDeviceRevoked {
     /// `device` has just been revoked. Returns the weight used.

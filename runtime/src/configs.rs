@@ -201,6 +201,8 @@ impl pallet_exchange_log::Config for Runtime {
     type OperatorOrigin = EnsureOperator;
     type MaxBatch = MaxExchangeBatch;
     type MaxBridges = MaxBridges;
+    type Devices = Devices;
+    type Groups = Groups;
 }
 
 parameter_types! {

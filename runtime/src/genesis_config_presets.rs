@@ -191,6 +191,39 @@ pub fn preset_names() -> Vec<PresetId> {
     ]
 }
 
+/// The typed genesis config of preset `id`: the default merged with the preset's patch.
+#[cfg(test)]
+pub(crate) fn preset_config(id: &PresetId) -> RuntimeGenesisConfig {
+    let json = get_preset(id).expect("preset exists");
+    let patch: Value = serde_json::from_slice(&json).expect("valid json");
+    let mut config = serde_json::to_value(RuntimeGenesisConfig::default()).expect("json");
+    json_merge(&mut config, patch);
+    serde_json::from_value(config).expect("typed")
+}
+
+/// The dev chain's genesis state at block 1, for the runtime's tests.
+#[cfg(test)]
+pub(crate) fn dev_ext() -> sp_io::TestExternalities {
+    let config = preset_config(&PresetId::from(sp_genesis_builder::DEV_RUNTIME_PRESET));
+    let storage = sp_runtime::BuildStorage::build_storage(&config).expect("dev genesis builds");
+    let mut ext = sp_io::TestExternalities::new(storage);
+    ext.execute_with(|| crate::System::set_block_number(1));
+    ext
+}
+
+/// Merges like the genesis builder: objects key by key, anything else replaced.
+#[cfg(test)]
+fn json_merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (k, v) in patch {
+                json_merge(base.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (base, patch) => *base = patch,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,11 +231,7 @@ mod tests {
     #[test]
     fn presets_build_a_genesis_state() {
         for name in preset_names() {
-            let json = get_preset(&name).expect("preset exists");
-            let patch: Value = serde_json::from_slice(&json).expect("valid json");
-            let mut config = serde_json::to_value(RuntimeGenesisConfig::default()).expect("json");
-            sp_genesis_builder_json_merge(&mut config, patch);
-            let config: RuntimeGenesisConfig = serde_json::from_value(config).expect("typed");
+            let config = preset_config(&name);
             let storage = sp_runtime::BuildStorage::build_storage(&config);
             assert!(storage.is_ok(), "{name:?}: {:?}", storage.err());
         }
@@ -237,17 +266,5 @@ mod tests {
             &[0x00, 0x24, 0x08, 0x01, 0x12, 0x20]
         );
         assert_eq!(DEV_NODE_PEER_IDS[0][6], 0x4c);
-    }
-
-    /// Merges like the genesis builder: objects key by key, anything else replaced.
-    fn sp_genesis_builder_json_merge(base: &mut Value, patch: Value) {
-        match (base, patch) {
-            (Value::Object(base), Value::Object(patch)) => {
-                for (k, v) in patch {
-                    sp_genesis_builder_json_merge(base.entry(k).or_insert(Value::Null), v);
-                }
-            }
-            (base, patch) => *base = patch,
-        }
     }
 }

@@ -18,6 +18,7 @@ pub mod configs;
 #[cfg(test)]
 mod cost_tests;
 pub mod genesis_config_presets;
+pub mod known_signers;
 #[cfg(test)]
 mod operator_tests;
 
@@ -58,10 +59,10 @@ pub const VERSION: RuntimeVersion = RuntimeVersion {
     spec_name: Cow::Borrowed("keymesh"),
     impl_name: Cow::Borrowed("keymesh"),
     authoring_version: 1,
-    spec_version: 100,
+    spec_version: 101,
     impl_version: 1,
     apis: apis::RUNTIME_API_VERSIONS,
-    transaction_version: 1,
+    transaction_version: 2,
     system_version: 1,
 };
 
@@ -96,6 +97,7 @@ pub type Block = generic::Block<Header, UncheckedExtrinsic>;
 /// The checks every signed transaction goes through.
 pub type TxExtension = (
     frame_system::CheckNonZeroSender<Runtime>,
+    known_signers::CheckKnownSigner,
     frame_system::CheckSpecVersion<Runtime>,
     frame_system::CheckTxVersion<Runtime>,
     frame_system::CheckGenesis<Runtime>,
@@ -112,6 +114,14 @@ pub type UncheckedExtrinsic =
 /// What a signer signs.
 pub type SignedPayload = generic::SignedPayload<RuntimeCall, TxExtension>;
 
+/// The storage migrations a runtime upgrade runs, oldest first. Each is guarded by its
+/// pallet's storage version, so one that already ran (or a chain that started later) skips
+/// it. A layout change adds its step here and to its pallet's `migrations` module.
+pub type Migrations = (
+    pallet_devices::migrations::v1::IndexOwners<Runtime>,
+    pallet_groups::migrations::v1::IndexAdmins<Runtime>,
+);
+
 /// Dispatches blocks and extrinsics to the pallets.
 pub type Executive = frame_executive::Executive<
     Runtime,
@@ -119,7 +129,7 @@ pub type Executive = frame_executive::Executive<
     frame_system::ChainContext<Runtime>,
     Runtime,
     AllPalletsWithSystem,
-    (),
+    Migrations,
 >;
 
 #[frame_support::runtime]

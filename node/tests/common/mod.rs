@@ -241,6 +241,16 @@ impl Rpc {
             .ok_or_else(|| format!("no peers in {health}"))
     }
 
+    /// The PeerIds this node is connected to (`system_peers`, allowed on loopback).
+    pub async fn peer_ids(&self) -> Result<Vec<String>, String> {
+        let v = self.call("system_peers", rpc_params![]).await?;
+        let peers = v.as_array().ok_or_else(|| format!("not an array: {v}"))?;
+        Ok(peers
+            .iter()
+            .filter_map(|p| p["peerId"].as_str().map(str::to_string))
+            .collect())
+    }
+
     pub async fn local_peer_id(&self) -> Result<String, String> {
         let v = self.call("system_localPeerId", rpc_params![]).await?;
         v.as_str()
@@ -369,6 +379,7 @@ pub fn signed_extrinsic(
 ) -> UncheckedExtrinsic {
     let tx_ext: TxExtension = (
         frame_system::CheckNonZeroSender::new(),
+        keymesh_runtime::known_signers::CheckKnownSigner,
         frame_system::CheckSpecVersion::new(),
         frame_system::CheckTxVersion::new(),
         frame_system::CheckGenesis::new(),
@@ -379,6 +390,7 @@ pub fn signed_extrinsic(
         frame_metadata_hash_extension::CheckMetadataHash::new(false),
     );
     let implicit = (
+        (),
         (),
         VERSION.spec_version,
         VERSION.transaction_version,

@@ -17,6 +17,9 @@ pub use pallet::*;
 pub mod weights;
 pub use weights::WeightInfo;
 
+#[cfg(any(feature = "try-runtime", test))]
+mod invariants;
+pub mod migrations;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
@@ -81,8 +84,20 @@ pub mod pallet {
     use frame_system::pallet_prelude::*;
     use keymesh_primitives::{validate_id, validate_rsa_spki};
 
+    /// The layout of this pallet's storage. 1: `OwnedDevices` added.
+    pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(1);
+
     #[pallet::pallet]
+    #[pallet::storage_version(STORAGE_VERSION)]
     pub struct Pallet<T>(_);
+
+    #[pallet::hooks]
+    impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+        #[cfg(feature = "try-runtime")]
+        fn try_state(_: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
+            Self::do_try_state()
+        }
+    }
 
     #[pallet::config]
     pub trait Config: frame_system::Config {
@@ -127,6 +142,13 @@ pub mod pallet {
     /// Number of registered devices (of any status). Written by `register`.
     #[pallet::storage]
     pub type DeviceCount<T: Config> = StorageValue<_, u32, ValueQuery>;
+
+    /// How many devices that are not revoked each account owns, so the runtime can tell a
+    /// device owner from a stranger without scanning `Devices`. Written by `register` and
+    /// `revoke`; an account whose count falls to 0 is removed.
+    #[pallet::storage]
+    pub type OwnedDevices<T: Config> =
+        StorageMap<_, Blake2_128Concat, T::AccountId, u32, ValueQuery>;
 
     #[pallet::event]
     #[pallet::generate_deposit(pub(super) fn deposit_event)]
@@ -193,8 +215,8 @@ pub mod pallet {
     impl<T: Config> Pallet<T> {
         /// Registers `device` with `public_key` (SPKI DER), owned by `owner`.
         ///
-        /// Origin: root or an operator. Writes `Devices`, `KeyHistory`, `DeviceCount`;
-        /// emits `DeviceRegistered`.
+        /// Origin: root or an operator. Writes `Devices`, `KeyHistory`, `DeviceCount`,
+        /// `OwnedDevices`; emits `DeviceRegistered`.
         #[pallet::call_index(0)]
         #[pallet::weight(T::WeightInfo::register(public_key.len() as u32))]
         pub fn register(
@@ -234,6 +256,7 @@ pub mod pallet {
                 },
             );
             DeviceCount::<T>::put(count);
+            OwnedDevices::<T>::mutate(&owner, |n| *n = n.saturating_add(1));
             Self::deposit_event(Event::DeviceRegistered {
                 device,
                 owner,
@@ -330,8 +353,8 @@ pub mod pallet {
 
         /// Revokes a device for good; it leaves every group (see `OnRevoked`).
         ///
-        /// Origin: the device's owner or an operator (or root). Writes `Devices`; emits
-        /// `DeviceRevoked`, then whatever `OnRevoked` emits.
+        /// Origin: the device's owner or an operator (or root). Writes `Devices`,
+        /// `OwnedDevices`; emits `DeviceRevoked`, then whatever `OnRevoked` emits.
         #[pallet::call_index(4)]
         #[pallet::weight(T::WeightInfo::revoke().saturating_add(T::OnRevoked::max_weight()))]
         pub fn revoke(origin: OriginFor<T>, device: DeviceId) -> DispatchResultWithPostInfo {
@@ -342,6 +365,10 @@ pub mod pallet {
                 Error::<T>::DeviceRevoked
             );
             record.status = DeviceStatus::Revoked;
+            OwnedDevices::<T>::mutate_exists(&record.owner, |n| {
+                let left = n.unwrap_or(0).saturating_sub(1);
+                *n = (left > 0).then_some(left);
+            });
             let fingerprint = record.fingerprint;
             Devices::<T>::insert(&device, record);
             Self::deposit_event(Event::DeviceRevoked {
@@ -457,6 +484,13 @@ pub mod pallet {
         }
     }
 
+    impl<T: Config> Pallet<T> {
+        /// Whether `who` owns a device that is not revoked.
+        pub fn owns_a_device(who: &T::AccountId) -> bool {
+            OwnedDevices::<T>::contains_key(who)
+        }
+    }
+
     impl<T: Config> DeviceDirectory for Pallet<T> {
         fn status(device: &[u8]) -> Option<DeviceStatus> {
             Self::device(device).map(|record| record.status)
@@ -500,6 +534,7 @@ pub mod pallet {
                     },
                 );
                 DeviceCount::<T>::mutate(|c| *c = c.saturating_add(1));
+                OwnedDevices::<T>::mutate(owner, |n| *n = n.saturating_add(1));
             }
         }
     }

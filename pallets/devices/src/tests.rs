@@ -378,3 +378,39 @@ fn directory_queries_answer_from_state() {
         );
     });
 }
+
+#[test]
+fn owners_are_indexed_and_an_owner_leaves_the_index_with_its_last_device() {
+    new_test_ext().execute_with(|| {
+        register("1111", KEY_A);
+        register("1113", KEY_B);
+        assert_eq!(crate::OwnedDevices::<Test>::get(OWNER), 2);
+        assert!(Devices::owns_a_device(&OWNER));
+        assert_ok!(Devices::revoke(RuntimeOrigin::signed(OWNER), id("1111")));
+        assert!(Devices::owns_a_device(&OWNER));
+        assert_ok!(Devices::revoke(RuntimeOrigin::signed(OWNER), id("1113")));
+        assert!(!Devices::owns_a_device(&OWNER));
+        assert!(!crate::OwnedDevices::<Test>::contains_key(OWNER));
+    });
+}
+
+#[test]
+fn the_v1_migration_indexes_owners_once() {
+    use frame_support::traits::{GetStorageVersion, OnRuntimeUpgrade, StorageVersion};
+    new_test_ext().execute_with(|| {
+        register("1111", KEY_A);
+        register("1113", KEY_B);
+        assert_ok!(Devices::revoke(RuntimeOrigin::signed(OWNER), id("1113")));
+        // A chain from before the index: version 0, no index.
+        let _ = crate::OwnedDevices::<Test>::clear(u32::MAX, None);
+        StorageVersion::new(0).put::<Devices>();
+        crate::migrations::v1::IndexOwners::<Test>::on_runtime_upgrade();
+        assert_eq!(crate::OwnedDevices::<Test>::get(OWNER), 1);
+        assert_eq!(Devices::on_chain_storage_version(), StorageVersion::new(1));
+        // At v1 it does nothing: a count it would rewrite stays as it is.
+        crate::OwnedDevices::<Test>::insert(OWNER, 5);
+        crate::migrations::v1::IndexOwners::<Test>::on_runtime_upgrade();
+        assert_eq!(crate::OwnedDevices::<Test>::get(OWNER), 5);
+        crate::OwnedDevices::<Test>::insert(OWNER, 1);
+    });
+}

@@ -42,10 +42,10 @@ fn key_check(k: u32) -> Weight {
 
 impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
     fn register(k: u32) -> Weight {
-        // Reads: Devices, DeviceCount, KeyHistory; writes: Devices, DeviceCount, KeyHistory.
+        // Reads and writes: Devices, DeviceCount, KeyHistory, OwnedDevices.
         key_check(k)
             .saturating_add(Weight::from_parts(0, RECORD_PROOF + HISTORY_PROOF))
-            .saturating_add(T::DbWeight::get().reads_writes(3, 3))
+            .saturating_add(T::DbWeight::get().reads_writes(4, 4))
     }
     fn rotate_key(k: u32) -> Weight {
         // Reads: Devices, KeyHistory; writes: Devices, KeyHistory.
@@ -58,15 +58,16 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
             .saturating_add(T::DbWeight::get().reads_writes(1, 1))
     }
     fn revoke() -> Weight {
+        // Reads and writes: Devices, OwnedDevices.
         Weight::from_parts(5_000 * WEIGHT_REF_TIME_PER_NANOS, RECORD_PROOF)
-            .saturating_add(T::DbWeight::get().reads_writes(1, 1))
+            .saturating_add(T::DbWeight::get().reads_writes(2, 2))
     }
 }
 
 /// For tests: the same formulas, with unit database weights.
 impl WeightInfo for () {
     fn register(k: u32) -> Weight {
-        key_check(k).saturating_add(Weight::from_parts(3, 0))
+        key_check(k).saturating_add(Weight::from_parts(4, 0))
     }
     fn rotate_key(k: u32) -> Weight {
         key_check(k).saturating_add(Weight::from_parts(2, 0))

@@ -11,12 +11,14 @@ extern crate alloc;
 
 pub use pallet::*;
 
+#[cfg(any(feature = "try-runtime", test))]
+mod invariants;
 #[cfg(test)]
 mod tests;
 
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use frame_support::{pallet_prelude::ConstU32, BoundedVec};
-use keymesh_primitives::Fingerprint;
+use keymesh_primitives::{DeviceDirectory, Fingerprint, GroupDirectory};
 use scale_info::TypeInfo;
 
 /// A device or group id: 1 to 64 bytes of `[A-Za-z0-9._-]`.
@@ -65,14 +67,19 @@ pub enum ExchangeRecord<BlockNumber> {
     },
 }
 
-/// Weight of `record`: a read of the caller's registration plus, per record, an event
-/// deposit (about 2 µs with its topic-free 200-byte payload). Derived, not benchmarked.
+/// Weight of `record`: a read of the caller's registration plus, per record, the sender's
+/// and the target's existence (two reads) and an event deposit (about 2 µs with its
+/// topic-free 200-byte payload). Derived, not benchmarked.
 pub fn record_weight<T: frame_system::Config>(records: u32) -> frame_support::weights::Weight {
     use frame_support::{traits::Get, weights::Weight};
     T::DbWeight::get()
         .reads(1)
         .saturating_add(Weight::from_parts(10_000_000, 64))
-        .saturating_add(Weight::from_parts(2_000_000, 256).saturating_mul(records as u64))
+        .saturating_add(
+            Weight::from_parts(2_000_000, 256)
+                .saturating_add(T::DbWeight::get().reads(2))
+                .saturating_mul(records as u64),
+        )
 }
 
 /// Weight of adding or removing an account: one read and one write.
@@ -89,8 +96,21 @@ pub mod pallet {
     use frame_support::{pallet_prelude::*, traits::Contains};
     use frame_system::pallet_prelude::*;
 
+    /// The layout of this pallet's storage. 1: the first versioned layout (bridges and key
+    /// managers), unchanged from before versions were kept.
+    pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(1);
+
     #[pallet::pallet]
+    #[pallet::storage_version(STORAGE_VERSION)]
     pub struct Pallet<T>(_);
+
+    #[pallet::hooks]
+    impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+        #[cfg(feature = "try-runtime")]
+        fn try_state(_: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
+            Self::do_try_state()
+        }
+    }
 
     #[pallet::config]
     pub trait Config: frame_system::Config {
@@ -106,6 +126,10 @@ pub mod pallet {
         /// Most bridge (and most key-manager) accounts.
         #[pallet::constant]
         type MaxBridges: Get<u32>;
+        /// The device registry: a record's sender, and a device target, must exist.
+        type Devices: DeviceDirectory;
+        /// The group registry: a group target must exist.
+        type Groups: GroupDirectory;
     }
 
     /// Bridge accounts allowed to call `record`. Written by `add_bridge`/`remove_bridge`.
@@ -197,16 +221,24 @@ pub mod pallet {
         NotAMismatch,
         /// An empty batch.
         EmptyBatch,
+        /// A record's sender is not a registered device.
+        UnknownSender,
+        /// A record's target is not a registered device or an existing group.
+        UnknownTarget,
     }
 
     #[pallet::call]
     impl<T: Config> Pallet<T> {
-        /// Logs a batch of outcomes, one event per record, all or nothing.
+        /// Logs a batch of outcomes, one event per record, all or nothing. Every sender must be
+        /// a registered device, and every target a registered device or an existing group.
         ///
         /// Origin: a registered bridge account. Changes no storage; emits `KeyExchanged`
         /// and `KeyMismatch`.
+        ///
+        /// Operational class: it draws on the block room that normal transactions cannot
+        /// take, so no stream of other calls delays the audit trail.
         #[pallet::call_index(0)]
-        #[pallet::weight(record_weight::<T>(batch.len() as u32))]
+        #[pallet::weight((record_weight::<T>(batch.len() as u32), DispatchClass::Operational))]
         pub fn record(
             origin: OriginFor<T>,
             batch: BoundedVec<ExchangeRecord<BlockNumberFor<T>>, T::MaxBatch>,
@@ -239,6 +271,15 @@ pub mod pallet {
                 };
                 keymesh_primitives::validate_id(sender).map_err(|_| Error::<T>::InvalidId)?;
                 keymesh_primitives::validate_id(target.id()).map_err(|_| Error::<T>::InvalidId)?;
+                ensure!(
+                    T::Devices::status(sender).is_some(),
+                    Error::<T>::UnknownSender
+                );
+                let target_exists = match target {
+                    Target::Device(id) => T::Devices::status(id).is_some(),
+                    Target::Group(id) => T::Groups::exists(id),
+                };
+                ensure!(target_exists, Error::<T>::UnknownTarget);
             }
             for record in batch {
                 let reporter = reporter.clone();
@@ -346,6 +387,14 @@ pub mod pallet {
             };
             ensure_signed(origin)?;
             Err(Error::<T>::NotOperator.into())
+        }
+    }
+
+    /// `Contains` view of the bridges.
+    pub struct IsBridge<T>(core::marker::PhantomData<T>);
+    impl<T: Config> Contains<T::AccountId> for IsBridge<T> {
+        fn contains(who: &T::AccountId) -> bool {
+            Bridges::<T>::contains_key(who)
         }
     }
 

@@ -37,20 +37,58 @@ frame_support::parameter_types! {
     pub const MaxBridges: u32 = 2;
 }
 
+/// Devices 1111 and 1113 are registered; 1112 is revoked but still exists.
+pub struct TestDevices;
+impl keymesh_primitives::DeviceDirectory for TestDevices {
+    fn status(device: &[u8]) -> Option<keymesh_primitives::DeviceStatus> {
+        use keymesh_primitives::DeviceStatus::*;
+        match device {
+            b"1111" | b"1113" => Some(Active),
+            b"1112" => Some(Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// Group B exists.
+pub struct TestGroups;
+impl keymesh_primitives::GroupDirectory for TestGroups {
+    fn exists(group: &[u8]) -> bool {
+        group == b"B"
+    }
+}
+
 impl pallet_exchange_log::Config for Test {
     type RuntimeEvent = RuntimeEvent;
     type OperatorOrigin = EitherOfDiverse<EnsureRoot<u64>, EnsureSignedBy<IsInVec<Operator>, u64>>;
     type MaxBatch = MaxBatch;
     type MaxBridges = MaxBridges;
+    type Devices = TestDevices;
+    type Groups = TestGroups;
 }
 
-fn new_test_ext() -> sp_io::TestExternalities {
+/// Test externalities that check the pallet's invariants after every `execute_with`.
+struct CheckedExt(sp_io::TestExternalities);
+
+impl CheckedExt {
+    fn execute_with<R>(&mut self, test: impl FnOnce() -> R) -> R {
+        self.0.execute_with(|| {
+            let result = test();
+            if let Err(e) = ExchangeLog::do_try_state() {
+                panic!("invariant broken: {e:?}");
+            }
+            result
+        })
+    }
+}
+
+fn new_test_ext() -> CheckedExt {
     let storage = frame_system::GenesisConfig::<Test>::default()
         .build_storage()
         .unwrap();
     let mut ext = sp_io::TestExternalities::new(storage);
     ext.execute_with(|| System::set_block_number(10));
-    ext
+    CheckedExt(ext)
 }
 
 fn id(s: &str) -> Id {
@@ -212,6 +250,32 @@ fn record_error_paths_leave_no_trail() {
             ),
             Error::<Test>::InvalidId
         );
+        // Senders and targets must exist; a revoked device still does.
+        for (sender, target, error) in [
+            (
+                "9999",
+                Target::Device(id("1113")),
+                Error::<Test>::UnknownSender,
+            ),
+            (
+                "1111",
+                Target::Device(id("9999")),
+                Error::<Test>::UnknownTarget,
+            ),
+            ("1111", Target::Group(id("Z")), Error::<Test>::UnknownTarget),
+        ] {
+            assert_noop!(
+                ExchangeLog::record(
+                    RuntimeOrigin::signed(BRIDGE),
+                    batch(vec![exchanged(sender, target, 1)])
+                ),
+                error
+            );
+        }
+        assert_ok!(ExchangeLog::record(
+            RuntimeOrigin::signed(BRIDGE),
+            batch(vec![exchanged("1112", Target::Device(id("1111")), 1)])
+        ));
         let same = ExchangeRecord::Mismatch {
             sender: id("1111"),
             target: Target::Device(id("1113")),

@@ -28,6 +28,9 @@ pub use pallet::*;
 pub mod weights;
 pub use weights::WeightInfo;
 
+#[cfg(any(feature = "try-runtime", test))]
+mod invariants;
+pub mod migrations;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
@@ -43,7 +46,7 @@ use scale_info::TypeInfo;
 
 pub use keymesh_primitives::{
     api::{GroupInfo, KeyCheck, MemberKey, TopicKeyInfo},
-    DeviceDirectory, DeviceStatus, Fingerprint, OnDeviceRevoked, Role,
+    DeviceDirectory, DeviceStatus, Fingerprint, GroupDirectory, OnDeviceRevoked, Role,
 };
 
 /// A group or device id as stored: 1 to 64 bytes of `[A-Za-z0-9._-]`.
@@ -56,6 +59,10 @@ pub type SealedKeyOf<T> = BoundedVec<u8, <T as Config>::MaxSealedKeyLen>;
 pub type WrapOf<T> = BoundedVec<u8, <T as Config>::MaxWrapLen>;
 /// The wraps one `set_epoch_key` call carries: (device, wrap).
 pub type WrapsOf<T> = BoundedVec<(Id, WrapOf<T>), <T as Config>::MaxWrapsPerCall>;
+
+/// Retired keys remembered per group (see `RetiredKeys`). A key manager would have to
+/// start over this many times after a removal before an old attempt's key could return.
+pub const MAX_RETIRED_KEYS: u32 = 8;
 
 /// The smallest sealed topic key: SCALE of a 12-byte nonce, a length and a 16-byte GCM tag
 /// around a non-empty ciphertext.
@@ -156,8 +163,20 @@ pub mod pallet {
     use frame_system::pallet_prelude::*;
     use keymesh_primitives::{validate_id, validate_rsa_spki};
 
+    /// The layout of this pallet's storage. 1: `AdministeredGroups` added.
+    pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(1);
+
     #[pallet::pallet]
+    #[pallet::storage_version(STORAGE_VERSION)]
     pub struct Pallet<T>(_);
+
+    #[pallet::hooks]
+    impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+        #[cfg(feature = "try-runtime")]
+        fn try_state(_: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
+            Self::do_try_state()
+        }
+    }
 
     #[pallet::config]
     pub trait Config: frame_system::Config {
@@ -236,6 +255,25 @@ pub mod pallet {
     /// Number of groups. Written by `create_group`.
     #[pallet::storage]
     pub type GroupCount<T: Config> = StorageValue<_, u32, ValueQuery>;
+
+    /// Keys that were pending in a group when a member left it: (topic key fingerprint,
+    /// SHA-256 of the sealed topic key). The member may hold a wrap of that attempt (it is
+    /// in earlier state), so neither may be used for a later epoch. The newest
+    /// `MAX_RETIRED_KEYS` are kept. Written by `remove_member` and revocation.
+    #[pallet::storage]
+    pub type RetiredKeys<T: Config> = StorageMap<
+        _,
+        Blake2_128Concat,
+        Id,
+        BoundedVec<(Fingerprint, [u8; 32]), ConstU32<MAX_RETIRED_KEYS>>,
+        ValueQuery,
+    >;
+
+    /// How many groups each account administers, so the runtime can tell a group admin
+    /// from a stranger without scanning `Groups`. Written by `create_group`.
+    #[pallet::storage]
+    pub type AdministeredGroups<T: Config> =
+        StorageMap<_, Blake2_128Concat, T::AccountId, u32, ValueQuery>;
 
     #[pallet::event]
     #[pallet::generate_deposit(pub(super) fn deposit_event)]
@@ -317,13 +355,17 @@ pub mod pallet {
         DuplicateWrap,
         /// The call carries no wraps, and the group has members.
         NoWraps,
+        /// The topic key or the sealed key is the current epoch's, or one that was pending
+        /// when a member left: a member that left may hold it.
+        KeyNotFresh,
     }
 
     #[pallet::call]
     impl<T: Config> Pallet<T> {
         /// Creates `group` with `admin` as its admin, no members and no key.
         ///
-        /// Origin: root or an operator. Writes `Groups`, `GroupCount`; emits `GroupCreated`.
+        /// Origin: root or an operator. Writes `Groups`, `GroupCount`, `AdministeredGroups`;
+        /// emits `GroupCreated`.
         #[pallet::call_index(0)]
         #[pallet::weight(T::WeightInfo::create_group())]
         pub fn create_group(
@@ -351,6 +393,7 @@ pub mod pallet {
                 },
             );
             GroupCount::<T>::put(count);
+            AdministeredGroups::<T>::mutate(&admin, |n| *n = n.saturating_add(1));
             Self::deposit_event(Event::GroupCreated { group, admin });
             Ok(())
         }
@@ -466,11 +509,17 @@ pub mod pallet {
         /// Origin: a registered key manager. Writes `EpochWraps`, `PendingKeys`, `Groups`;
         /// emits `EpochKeyStaged` while wraps are missing, or `GroupKeyRotated` and one
         /// `GroupKeyDelivered` per member when the epoch switches.
+        ///
+        /// Operational class: it draws on the block room that normal transactions cannot
+        /// take, so no stream of other calls holds a rekey off.
         #[pallet::call_index(4)]
-        #[pallet::weight(T::WeightInfo::set_epoch_key(
-            topic_public_key.len() as u32,
-            wraps.len() as u32,
-            T::MaxMembers::get(),
+        #[pallet::weight((
+            T::WeightInfo::set_epoch_key(
+                topic_public_key.len() as u32,
+                wraps.len() as u32,
+                T::MaxMembers::get(),
+            ),
+            DispatchClass::Operational
         ))]
         pub fn set_epoch_key(
             origin: OriginFor<T>,
@@ -510,6 +559,10 @@ pub mod pallet {
                     p
                 }
                 previous => {
+                    ensure!(
+                        Self::is_fresh(&group, &record, &fingerprint, &sealed_private_key),
+                        Error::<T>::KeyNotFresh
+                    );
                     if let Some(p) = previous {
                         Self::deposit_event(Event::PendingKeyDiscarded {
                             group: group.clone(),
@@ -612,9 +665,49 @@ pub mod pallet {
             Ok(())
         }
 
+        /// Whether a new attempt's keys are neither the current epoch's nor retired.
+        fn is_fresh(
+            group: &Id,
+            record: &GroupRecord<T>,
+            fingerprint: &Fingerprint,
+            sealed: &SealedKeyOf<T>,
+        ) -> bool {
+            let sealed_hash = sp_io::hashing::sha2_256(sealed);
+            let current = record.topic_key.as_ref().is_some_and(|k| {
+                &k.fingerprint == fingerprint
+                    || sp_io::hashing::sha2_256(&k.sealed_private_key) == sealed_hash
+            });
+            !current
+                && !RetiredKeys::<T>::get(group)
+                    .iter()
+                    .any(|(f, s)| f == fingerprint || *s == sealed_hash)
+        }
+
+        /// Remembers the pending key of `group`, if any, as one a leaving member may hold.
+        fn retire_pending_key(group: &Id) {
+            let Some(pending) = PendingKeys::<T>::get(group) else {
+                return;
+            };
+            let retired = (
+                pending.key.fingerprint,
+                sp_io::hashing::sha2_256(&pending.key.sealed_private_key),
+            );
+            RetiredKeys::<T>::mutate(group, |keys| {
+                if keys.contains(&retired) {
+                    return;
+                }
+                if keys.is_full() {
+                    keys.remove(0);
+                }
+                // Cannot fail: there is room now.
+                let _ = keys.try_push(retired);
+            });
+        }
+
         /// Drops `device`'s membership and wraps; the caller updates `DeviceGroups` and
         /// stores `record`.
         fn leave(group: &Id, record: &mut GroupRecord<T>, device: Id) {
+            Self::retire_pending_key(group);
             Members::<T>::remove(group, &device);
             EpochWraps::<T>::remove((group.clone(), record.epoch, device.clone()));
             EpochWraps::<T>::remove((
@@ -647,6 +740,11 @@ pub mod pallet {
                     next_epoch: record.epoch.saturating_add(1),
                 });
             }
+        }
+
+        /// Whether `who` administers a group.
+        pub fn administers_a_group(who: &T::AccountId) -> bool {
+            AdministeredGroups::<T>::contains_key(who)
         }
 
         /// The group as the key-directory API reports it.
@@ -694,6 +792,12 @@ pub mod pallet {
                     expected: key.fingerprint,
                 },
             }
+        }
+    }
+
+    impl<T: Config> GroupDirectory for Pallet<T> {
+        fn exists(group: &[u8]) -> bool {
+            Id::try_from(group.to_vec()).is_ok_and(Groups::<T>::contains_key)
         }
     }
 

@@ -82,7 +82,23 @@ impl pallet_groups::Config for Test {
 }
 
 /// A fresh chain at block 1 whose registry holds active devices 1111..1116.
-pub fn new_test_ext() -> sp_io::TestExternalities {
+/// Test externalities that check the pallet's invariants after every `execute_with`, so
+/// each test also shows that what it did leaves storage consistent.
+pub struct CheckedExt(sp_io::TestExternalities);
+
+impl CheckedExt {
+    pub fn execute_with<R>(&mut self, test: impl FnOnce() -> R) -> R {
+        self.0.execute_with(|| {
+            let result = test();
+            if let Err(e) = Groups::do_try_state() {
+                panic!("invariant broken: {e:?}");
+            }
+            result
+        })
+    }
+}
+
+pub fn new_test_ext() -> CheckedExt {
     let storage = frame_system::GenesisConfig::<Test>::default()
         .build_storage()
         .unwrap();
@@ -92,5 +108,5 @@ pub fn new_test_ext() -> sp_io::TestExternalities {
         set_device(id, DeviceStatus::Active);
     }
     ext.execute_with(|| System::set_block_number(1));
-    ext
+    CheckedExt(ext)
 }

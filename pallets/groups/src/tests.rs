@@ -492,14 +492,47 @@ fn a_membership_change_mid_rekey_discards_the_pending_key() {
                 },
             ]
         );
-        // The wraps of the discarded attempt do not count: the same key now needs all
-        // three remaining wraps again, and the removed member's is gone.
-        set_key("G", 1, TOPIC_KEY_1, 1, &["1114"], 2);
+        // 1113 may hold a wrap of the discarded attempt (it is in earlier state): neither
+        // its topic key nor its sealed key is taken again.
+        let again = |topic: &[u8], seal: u8| {
+            Groups::set_epoch_key(
+                RuntimeOrigin::signed(KEY_MANAGER),
+                id("G"),
+                1,
+                key(topic),
+                sealed(seal),
+                wraps(&["1114"], 2),
+            )
+        };
+        assert_noop!(again(TOPIC_KEY_1, 1), Error::<Test>::KeyNotFresh);
+        assert_noop!(again(TOPIC_KEY_1, 3), Error::<Test>::KeyNotFresh);
+        assert_noop!(again(TOPIC_KEY_2, 1), Error::<Test>::KeyNotFresh);
+        // A fresh key needs all three remaining wraps; the removed member's is gone.
+        set_key("G", 1, TOPIC_KEY_2, 2, &["1114"], 2);
         assert_eq!(GroupStore::<Test>::get(id("G")).unwrap().epoch, 0);
-        set_key("G", 1, TOPIC_KEY_1, 1, &["1111", "1112"], 2);
+        set_key("G", 1, TOPIC_KEY_2, 2, &["1111", "1112"], 2);
         assert_eq!(GroupStore::<Test>::get(id("G")).unwrap().epoch, 1);
         assert!(!EpochWraps::<Test>::contains_key((id("G"), 1, id("1113"))));
         assert_eq!(wrapped("G", "1111"), Some(vec![2; 256]));
+        // Nor may the next epoch reuse the current key.
+        next_block();
+        assert_ok!(Groups::remove_member(
+            RuntimeOrigin::signed(ADMIN),
+            id("G"),
+            id("1114")
+        ));
+        let next = |topic: &[u8], seal: u8| {
+            Groups::set_epoch_key(
+                RuntimeOrigin::signed(KEY_MANAGER),
+                id("G"),
+                2,
+                key(topic),
+                sealed(seal),
+                wraps(&["1111"], 3),
+            )
+        };
+        assert_noop!(next(TOPIC_KEY_2, 4), Error::<Test>::KeyNotFresh);
+        assert_noop!(next(KEY_4096, 2), Error::<Test>::KeyNotFresh);
     });
 }
 
@@ -621,7 +654,7 @@ fn set_epoch_key_refuses_bad_wrap_sets() {
                 id("G"),
                 2,
                 key(TOPIC_KEY_2),
-                vec![1u8; sealed_len].try_into().unwrap(),
+                vec![7u8; sealed_len].try_into().unwrap(),
                 wraps,
             )
         };
@@ -737,4 +770,43 @@ fn weights_grow_with_inputs() {
     assert!(w(294, 100, 0).all_lt(w(294, 100, 100)));
     assert!(<() as WeightInfo>::leave_groups(1).all_lt(<() as WeightInfo>::leave_groups(2)));
     assert!(<() as WeightInfo>::create_group().ref_time() > 0);
+}
+
+#[test]
+fn admins_are_indexed_and_the_v1_migration_fills_the_index_once() {
+    use frame_support::traits::{GetStorageVersion, OnRuntimeUpgrade, StorageVersion};
+    new_test_ext().execute_with(|| {
+        create("A");
+        create("B");
+        assert_eq!(crate::AdministeredGroups::<Test>::get(ADMIN), 2);
+        assert!(Groups::administers_a_group(&ADMIN));
+        assert!(!Groups::administers_a_group(&OPERATOR));
+        // A chain from before the index: version 0, no index.
+        let _ = crate::AdministeredGroups::<Test>::clear(u32::MAX, None);
+        StorageVersion::new(0).put::<Groups>();
+        crate::migrations::v1::IndexAdmins::<Test>::on_runtime_upgrade();
+        assert_eq!(crate::AdministeredGroups::<Test>::get(ADMIN), 2);
+        assert_eq!(Groups::on_chain_storage_version(), StorageVersion::new(1));
+        crate::AdministeredGroups::<Test>::insert(ADMIN, 9);
+        crate::migrations::v1::IndexAdmins::<Test>::on_runtime_upgrade();
+        assert_eq!(crate::AdministeredGroups::<Test>::get(ADMIN), 9);
+        crate::AdministeredGroups::<Test>::insert(ADMIN, 2);
+    });
+}
+
+#[test]
+fn the_invariants_catch_a_member_count_that_drifted() {
+    let mut ext = new_test_ext();
+    let broken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ext.execute_with(|| {
+            create("A");
+            add("A", "1111", Role::Both);
+            crate::Groups::<Test>::mutate(id("A"), |g| {
+                if let Some(g) = g {
+                    g.members = 5;
+                }
+            });
+        })
+    }));
+    assert!(broken.is_err(), "a drifted member count went unnoticed");
 }

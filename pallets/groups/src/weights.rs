@@ -51,6 +51,8 @@ const MEMBER_PROOF: u64 = 200;
 const WRAP_PROOF: u64 = 600;
 /// A device's group list at 16 groups of 65 bytes, rounded.
 const DEVICE_GROUPS_PROOF: u64 = 1_200;
+/// Eight retired (fingerprint, sealed-key hash) pairs.
+const RETIRED_KEYS_PROOF: u64 = 8 * 64 + 8;
 
 fn ns(n: u64) -> Weight {
     Weight::from_parts(n * WEIGHT_REF_TIME_PER_NANOS, 0)
@@ -65,9 +67,10 @@ pub struct Formulas(pub RuntimeDbWeight);
 
 impl Formulas {
     pub fn create_group(&self) -> Weight {
+        // Reads and writes: Groups, GroupCount, AdministeredGroups.
         ns(CALL_BASE_NS)
             .saturating_add(proof(GROUP_PROOF))
-            .saturating_add(self.0.reads_writes(2, 2))
+            .saturating_add(self.0.reads_writes(3, 3))
     }
     pub fn add_member(&self) -> Weight {
         // Reads: Groups, Devices, Members, DeviceGroups, PendingKeys;
@@ -79,11 +82,13 @@ impl Formulas {
             .saturating_add(self.0.reads_writes(5, 4))
     }
     fn leave(&self) -> Weight {
-        // Reads: Groups, Members, PendingKeys; writes: Members, 2 × EpochWraps, PendingKeys,
-        // Groups.
+        // Reads: Groups, Members, PendingKeys, RetiredKeys; writes: Members, 2 × EpochWraps,
+        // PendingKeys, RetiredKeys, Groups.
         ns(CALL_BASE_NS)
-            .saturating_add(proof(GROUP_PROOF + MEMBER_PROOF + GROUP_PROOF))
-            .saturating_add(self.0.reads_writes(3, 5))
+            .saturating_add(proof(
+                GROUP_PROOF + MEMBER_PROOF + GROUP_PROOF + RETIRED_KEYS_PROOF,
+            ))
+            .saturating_add(self.0.reads_writes(4, 6))
     }
     pub fn remove_member(&self) -> Weight {
         // Plus the device's group list: one read, one write.
@@ -97,10 +102,10 @@ impl Formulas {
             .saturating_add(self.0.reads_writes(1, 1))
     }
     pub fn set_epoch_key(&self, k: u32, w: u32, m: u32) -> Weight {
-        // Fixed: Groups, PendingKeys read and written.
+        // Fixed: Groups, PendingKeys read and written; RetiredKeys read.
         let fixed = ns(CALL_BASE_NS + KEY_BASE_NS + KEY_PER_BYTE_NS * k as u64)
-            .saturating_add(proof(GROUP_PROOF * 2 + k as u64))
-            .saturating_add(self.0.reads_writes(2, 2));
+            .saturating_add(proof(GROUP_PROOF * 2 + k as u64 + RETIRED_KEYS_PROOF))
+            .saturating_add(self.0.reads_writes(3, 2));
         let per_wrap = ns(PER_WRAP_NS)
             .saturating_add(proof(MEMBER_PROOF + WRAP_PROOF))
             .saturating_add(self.0.reads_writes(2, 1));
