@@ -381,25 +381,19 @@ pub mod pallet {
     }
 
     impl<T: Config> Pallet<T> {
-        /// A signed account that is not an operator gets the named error; anything else
-        /// that is not an operator (an unsigned origin) is a `BadOrigin`.
         fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
-            let Err(origin) = T::OperatorOrigin::try_origin(origin) else {
-                return Ok(());
-            };
-            ensure_signed(origin)?;
-            Err(Error::<T>::NotOperator.into())
+            keymesh_pallet_support::ensure_operator::<T, T::OperatorOrigin>(
+                origin,
+                Error::<T>::NotOperator,
+            )
         }
 
         fn ensure_owner_or_operator(origin: OriginFor<T>, owner: &T::AccountId) -> DispatchResult {
-            let Err(origin) = T::OperatorOrigin::try_origin(origin) else {
-                return Ok(());
-            };
-            ensure!(
-                &ensure_signed(origin)? == owner,
-                Error::<T>::NotOwnerOrOperator
-            );
-            Ok(())
+            keymesh_pallet_support::ensure_operator_or::<T, T::OperatorOrigin>(
+                origin,
+                Some(owner),
+                Error::<T>::NotOwnerOrOperator,
+            )
         }
 
         fn checked_fingerprint(public_key: &[u8]) -> Result<Fingerprint, Error<T>> {

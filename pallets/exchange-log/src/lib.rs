@@ -379,14 +379,11 @@ pub mod pallet {
     }
 
     impl<T: Config> Pallet<T> {
-        /// A signed account that is not an operator gets the named error; anything else
-        /// that is not an operator (an unsigned origin) is a `BadOrigin`.
         fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
-            let Err(origin) = T::OperatorOrigin::try_origin(origin) else {
-                return Ok(());
-            };
-            ensure_signed(origin)?;
-            Err(Error::<T>::NotOperator.into())
+            keymesh_pallet_support::ensure_operator::<T, T::OperatorOrigin>(
+                origin,
+                Error::<T>::NotOperator,
+            )
         }
     }
 

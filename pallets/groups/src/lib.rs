@@ -644,25 +644,19 @@ pub mod pallet {
     }
 
     impl<T: Config> Pallet<T> {
-        /// A signed account that is not an operator gets the named error; anything else
-        /// that is not an operator (an unsigned origin) is a `BadOrigin`.
         fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
-            let Err(origin) = T::OperatorOrigin::try_origin(origin) else {
-                return Ok(());
-            };
-            ensure_signed(origin)?;
-            Err(Error::<T>::NotOperator.into())
+            keymesh_pallet_support::ensure_operator::<T, T::OperatorOrigin>(
+                origin,
+                Error::<T>::NotOperator,
+            )
         }
 
         fn ensure_admin_or_operator(origin: OriginFor<T>, admin: &T::AccountId) -> DispatchResult {
-            let Err(origin) = T::OperatorOrigin::try_origin(origin) else {
-                return Ok(());
-            };
-            ensure!(
-                &ensure_signed(origin)? == admin,
-                Error::<T>::NotAdminOrOperator
-            );
-            Ok(())
+            keymesh_pallet_support::ensure_operator_or::<T, T::OperatorOrigin>(
+                origin,
+                Some(admin),
+                Error::<T>::NotAdminOrOperator,
+            )
         }
 
         /// Whether a new attempt's keys are neither the current epoch's nor retired.

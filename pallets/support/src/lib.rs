@@ -1,0 +1,94 @@
+//! What the KeyMesh pallets share. Today: the operator check, so "an operator, or the
+//! account this call belongs to" means the same in every pallet.
+//!
+//! An operator is whatever the runtime's `OperatorOrigin` admits: the pallets hold no
+//! account list of their own. A signed account that the origin does not admit gets the
+//! calling pallet's named error; an origin that is not signed at all (none, or an origin
+//! the check does not know) gets `BadOrigin`.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+use frame_support::traits::EnsureOrigin;
+use sp_runtime::{DispatchError, DispatchResult};
+
+/// Admits what `O` admits; a signed account it does not admit gets `not_operator`.
+pub fn ensure_operator<T, O>(
+    origin: T::RuntimeOrigin,
+    not_operator: impl Into<DispatchError>,
+) -> DispatchResult
+where
+    T: frame_system::Config,
+    O: EnsureOrigin<T::RuntimeOrigin>,
+{
+    ensure_operator_or::<T, O>(origin, None, not_operator)
+}
+
+/// Admits what `O` admits, and the signed `account` (a device's owner, a group's admin).
+/// Any other signed account gets `refused`.
+pub fn ensure_operator_or<T, O>(
+    origin: T::RuntimeOrigin,
+    account: Option<&T::AccountId>,
+    refused: impl Into<DispatchError>,
+) -> DispatchResult
+where
+    T: frame_system::Config,
+    O: EnsureOrigin<T::RuntimeOrigin>,
+{
+    let Err(origin) = O::try_origin(origin) else {
+        return Ok(());
+    };
+    let who = frame_system::ensure_signed(origin)?;
+    if account == Some(&who) {
+        Ok(())
+    } else {
+        Err(refused.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use frame_support::{
+        derive_impl,
+        traits::{EitherOfDiverse, IsInVec},
+    };
+    use frame_system::{EnsureRoot, EnsureSignedBy};
+
+    type Block = frame_system::mocking::MockBlock<Test>;
+
+    frame_support::construct_runtime!(
+        pub enum Test {
+            System: frame_system,
+        }
+    );
+
+    #[derive_impl(frame_system::config_preludes::TestDefaultConfig)]
+    impl frame_system::Config for Test {
+        type Block = Block;
+    }
+
+    frame_support::parameter_types! {
+        pub Operators: Vec<u64> = vec![1];
+    }
+
+    type Operator = EitherOfDiverse<EnsureRoot<u64>, EnsureSignedBy<IsInVec<Operators>, u64>>;
+
+    const REFUSED: DispatchError = DispatchError::Other("refused");
+
+    #[test]
+    fn root_and_operators_pass_others_get_the_named_error_and_unsigned_a_bad_origin() {
+        let check = |origin| ensure_operator::<Test, Operator>(origin, REFUSED);
+        assert_eq!(check(RuntimeOrigin::root()), Ok(()));
+        assert_eq!(check(RuntimeOrigin::signed(1)), Ok(()));
+        assert_eq!(check(RuntimeOrigin::signed(2)), Err(REFUSED));
+        assert_eq!(check(RuntimeOrigin::none()), Err(DispatchError::BadOrigin));
+    }
+
+    #[test]
+    fn the_named_account_passes_too_and_no_other() {
+        let check = |origin| ensure_operator_or::<Test, Operator>(origin, Some(&7), REFUSED);
+        assert_eq!(check(RuntimeOrigin::signed(7)), Ok(()));
+        assert_eq!(check(RuntimeOrigin::signed(1)), Ok(()));
+        assert_eq!(check(RuntimeOrigin::signed(8)), Err(REFUSED));
+        assert_eq!(check(RuntimeOrigin::none()), Err(DispatchError::BadOrigin));
+    }
+}
