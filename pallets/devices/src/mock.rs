@@ -7,6 +7,7 @@ use frame_support::{
     weights::Weight,
 };
 use frame_system::{EnsureRoot, EnsureSignedBy};
+use keymesh_pallet_support::CheckedExt;
 use sp_runtime::BuildStorage;
 
 type Block = frame_system::mocking::MockBlock<Test>;
@@ -63,27 +64,12 @@ impl pallet_devices::Config for Test {
     type WeightInfo = ();
 }
 
-/// Test externalities that check the pallet's invariants after every `execute_with`, so
-/// each test also shows that what it did leaves storage consistent.
-pub struct CheckedExt(sp_io::TestExternalities);
-
-impl CheckedExt {
-    pub fn execute_with<R>(&mut self, test: impl FnOnce() -> R) -> R {
-        self.0.execute_with(|| {
-            let result = test();
-            if let Err(e) = Devices::do_try_state() {
-                panic!("invariant broken: {e:?}");
-            }
-            result
-        })
-    }
-}
-
+/// The pallet's mock state; `execute_with` checks the invariants after each test.
 pub fn new_test_ext() -> CheckedExt {
     let storage = frame_system::GenesisConfig::<Test>::default()
         .build_storage()
         .unwrap();
     let mut ext = sp_io::TestExternalities::new(storage);
     ext.execute_with(|| System::set_block_number(1));
-    CheckedExt(ext)
+    CheckedExt::new(ext, Devices::do_try_state)
 }

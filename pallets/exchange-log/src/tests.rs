@@ -7,6 +7,7 @@ use frame_support::{
     BoundedVec,
 };
 use frame_system::{EnsureRoot, EnsureSignedBy};
+use keymesh_pallet_support::CheckedExt;
 use sp_runtime::{BuildStorage, DispatchError};
 
 type Block = frame_system::mocking::MockBlock<Test>;
@@ -67,28 +68,14 @@ impl pallet_exchange_log::Config for Test {
     type Groups = TestGroups;
 }
 
-/// Test externalities that check the pallet's invariants after every `execute_with`.
-struct CheckedExt(sp_io::TestExternalities);
-
-impl CheckedExt {
-    fn execute_with<R>(&mut self, test: impl FnOnce() -> R) -> R {
-        self.0.execute_with(|| {
-            let result = test();
-            if let Err(e) = ExchangeLog::do_try_state() {
-                panic!("invariant broken: {e:?}");
-            }
-            result
-        })
-    }
-}
-
+/// The pallet's mock state; `execute_with` checks the invariants after each test.
 fn new_test_ext() -> CheckedExt {
     let storage = frame_system::GenesisConfig::<Test>::default()
         .build_storage()
         .unwrap();
     let mut ext = sp_io::TestExternalities::new(storage);
     ext.execute_with(|| System::set_block_number(10));
-    CheckedExt(ext)
+    CheckedExt::new(ext, ExchangeLog::do_try_state)
 }
 
 fn id(s: &str) -> Id {

@@ -6,6 +6,7 @@ use frame_support::{
     traits::{Contains, EitherOfDiverse, IsInVec},
 };
 use frame_system::{EnsureRoot, EnsureSignedBy};
+use keymesh_pallet_support::CheckedExt;
 use keymesh_primitives::{DeviceDirectory, DeviceStatus};
 use sp_runtime::BuildStorage;
 use std::{cell::RefCell, collections::BTreeMap};
@@ -82,22 +83,7 @@ impl pallet_groups::Config for Test {
 }
 
 /// A fresh chain at block 1 whose registry holds active devices 1111..1116.
-/// Test externalities that check the pallet's invariants after every `execute_with`, so
-/// each test also shows that what it did leaves storage consistent.
-pub struct CheckedExt(sp_io::TestExternalities);
-
-impl CheckedExt {
-    pub fn execute_with<R>(&mut self, test: impl FnOnce() -> R) -> R {
-        self.0.execute_with(|| {
-            let result = test();
-            if let Err(e) = Groups::do_try_state() {
-                panic!("invariant broken: {e:?}");
-            }
-            result
-        })
-    }
-}
-
+/// The pallet's mock state; `execute_with` checks the invariants after each test.
 pub fn new_test_ext() -> CheckedExt {
     let storage = frame_system::GenesisConfig::<Test>::default()
         .build_storage()
@@ -108,5 +94,5 @@ pub fn new_test_ext() -> CheckedExt {
         set_device(id, DeviceStatus::Active);
     }
     ext.execute_with(|| System::set_block_number(1));
-    CheckedExt(ext)
+    CheckedExt::new(ext, Groups::do_try_state)
 }

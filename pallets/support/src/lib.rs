@@ -44,6 +44,37 @@ where
     }
 }
 
+/// Test externalities that check a pallet's invariants after every `execute_with`, so each
+/// test also shows that what it did leaves storage consistent.
+#[cfg(feature = "testing")]
+pub struct CheckedExt {
+    ext: sp_io::TestExternalities,
+    invariants: fn() -> Result<(), DispatchError>,
+}
+
+#[cfg(feature = "testing")]
+impl CheckedExt {
+    /// `ext`, checked with `invariants` (a pallet's `do_try_state`).
+    pub fn new(
+        ext: sp_io::TestExternalities,
+        invariants: fn() -> Result<(), DispatchError>,
+    ) -> Self {
+        CheckedExt { ext, invariants }
+    }
+
+    /// Runs `test`, then the invariants; a broken one fails the test.
+    pub fn execute_with<R>(&mut self, test: impl FnOnce() -> R) -> R {
+        let invariants = self.invariants;
+        self.ext.execute_with(|| {
+            let result = test();
+            if let Err(e) = invariants() {
+                panic!("invariant broken: {e:?}");
+            }
+            result
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
