@@ -8,7 +8,7 @@ use std::{
 };
 
 use keymesh_device::{
-    agent::{Agent, AgentConfig, AgentEvent},
+    agent::{Agent, AgentConfig, AgentEvent, Message},
     config::Broker,
     mqtt::Endpoint,
 };
@@ -126,15 +126,18 @@ impl Fleet {
         None
     }
 
+    /// The next message opened by `id`'s agent, within `within`.
+    async fn next_message(&mut self, id: &str, within: Duration) -> Option<Message> {
+        self.next(id, within, |e| match e {
+            AgentEvent::Message(m) => Some(m.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     /// Waits for a message to `id` and says who sent it, who checked it, and what it said.
     pub async fn expect_message(&mut self, id: &str, within: Duration) {
-        let message = self
-            .next(id, within, |e| match e {
-                AgentEvent::Message(m) => Some(m.clone()),
-                _ => None,
-            })
-            .await;
-        match message {
+        match self.next_message(id, within).await {
             Some(m) => say(format!(
                 "{id}: opened {:?} from {}{} (bridge {} checked it at finalized block #{})",
                 String::from_utf8_lossy(&m.payload),
@@ -151,13 +154,7 @@ impl Fleet {
 
     /// Watches `id` for `within` and says whether anything opened.
     pub async fn expect_nothing(&mut self, id: &str, within: Duration) {
-        let opened = self
-            .next(id, within, |e| match e {
-                AgentEvent::Message(m) => Some(m.clone()),
-                _ => None,
-            })
-            .await;
-        match opened {
+        match self.next_message(id, within).await {
             None => say(format!("{id}: nothing delivered")),
             Some(m) => say(format!("{id}: UNEXPECTED delivery from {}", m.sender)),
         }

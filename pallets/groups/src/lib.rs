@@ -443,7 +443,7 @@ pub mod pallet {
                 device,
                 role,
             });
-            Self::membership_changed(&group, &mut record);
+            Self::membership_changed(&group, &mut record, false);
             Groups::<T>::insert(&group, record);
             Ok(())
         }
@@ -677,11 +677,8 @@ pub mod pallet {
                     .any(|(f, s)| f == fingerprint || *s == sealed_hash)
         }
 
-        /// Remembers the pending key of `group`, if any, as one a leaving member may hold.
-        fn retire_pending_key(group: &Id) {
-            let Some(pending) = PendingKeys::<T>::get(group) else {
-                return;
-            };
+        /// Remembers `pending` as a key a member leaving `group` may hold.
+        fn retire(group: &Id, pending: &PendingKey<T>) {
             let retired = (
                 pending.key.fingerprint,
                 sp_io::hashing::sha2_256(&pending.key.sealed_private_key),
@@ -701,7 +698,6 @@ pub mod pallet {
         /// Drops `device`'s membership and wraps; the caller updates `DeviceGroups` and
         /// stores `record`.
         fn leave(group: &Id, record: &mut GroupRecord<T>, device: Id) {
-            Self::retire_pending_key(group);
             Members::<T>::remove(group, &device);
             EpochWraps::<T>::remove((group.clone(), record.epoch, device.clone()));
             EpochWraps::<T>::remove((
@@ -714,13 +710,18 @@ pub mod pallet {
                 group: group.clone(),
                 device,
             });
-            Self::membership_changed(group, record);
+            Self::membership_changed(group, record, true);
         }
 
         /// A membership change makes any half-assembled key stale and asks for a new epoch,
         /// once per block.
-        fn membership_changed(group: &Id, record: &mut GroupRecord<T>) {
+        /// On a departure (`leaving`), the discarded key is also retired: the member that
+        /// left may hold a wrap of it.
+        fn membership_changed(group: &Id, record: &mut GroupRecord<T>, leaving: bool) {
             if let Some(pending) = PendingKeys::<T>::take(group) {
+                if leaving {
+                    Self::retire(group, &pending);
+                }
                 Self::deposit_event(Event::PendingKeyDiscarded {
                     group: group.clone(),
                     epoch: pending.key.epoch,
