@@ -648,9 +648,18 @@ impl Stack {
         self.api.at_block(hash).await.unwrap().block_number()
     }
 
-    /// The finalized block number.
+    /// The node's finalized block number. Read from the node itself: the client's own
+    /// follow subscription may report it a block late, and a caller that just read
+    /// finalized state over `keymesh_*` must not wait for less than that state's block.
     pub async fn finalized(&self) -> u64 {
-        self.api.at_current_block().await.unwrap().block_number()
+        let hash = self
+            .rpc("chain_getFinalizedHead", subxt::rpcs::client::rpc_params![])
+            .await;
+        let header = self
+            .rpc("chain_getHeader", subxt::rpcs::client::rpc_params![hash])
+            .await;
+        let number = header["number"].as_str().unwrap().trim_start_matches("0x");
+        u64::from_str_radix(number, 16).unwrap()
     }
 
     /// Every (pallet.event, fields) in finalized blocks `from..=to`.
@@ -672,7 +681,7 @@ impl Stack {
         out
     }
 
-    /// `keymesh_*` JSON-RPC.
+    /// A JSON-RPC call to the node (`keymesh_*` and the standard methods).
     pub async fn rpc(
         &self,
         method: &str,
