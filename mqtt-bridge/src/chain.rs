@@ -56,6 +56,7 @@ struct GroupRecord {
     topic_key: Option<TopicKey>,
     open_to_publishers: bool,
     rekey_requested_at: Option<u32>,
+    departed_at: Option<u32>,
 }
 
 #[derive(DecodeAsType)]
@@ -65,6 +66,7 @@ struct TopicKey {
     fingerprint: [u8; 32],
     sealed_private_key: Vec<u8>,
     from_block: u32,
+    members_at: u32,
 }
 
 #[derive(DecodeAsType)]
@@ -162,6 +164,11 @@ pub async fn read_group(at: &AtBlock, id: &str) -> Result<Option<GroupKey>, Chai
         (Some(requested), Some(key)) => requested >= key.from_block,
     };
     let needs_rekey = !members.is_empty() && rekey_outstanding;
+    // The runtime's own rule: a reader left after the view the current key was made for.
+    let departed_may_read = match (record.departed_at, &record.topic_key) {
+        (Some(departed), Some(key)) => departed > key.members_at,
+        _ => false,
+    };
     let member_keys = match &record.topic_key {
         Some(key) => Some(Arc::new(MemberKeys {
             wraps: read_wraps(at, id, key.epoch).await?,
@@ -179,9 +186,7 @@ pub async fn read_group(at: &AtBlock, id: &str) -> Result<Option<GroupKey>, Chai
         members,
         open_to_publishers: record.open_to_publishers,
         needs_rekey,
-        // Read on its own, an outstanding rekey may be a removal's: fail closed. `apply`
-        // narrows this with the block's events.
-        removal_pending: rekey_outstanding,
+        removal_pending: departed_may_read,
         member_keys,
     }))
 }
@@ -279,8 +284,6 @@ pub async fn snapshot(at: &AtBlock, bridge: &AccountId32) -> Result<Snapshot, Ch
 pub struct Changes {
     pub devices: BTreeSet<String>,
     pub groups: BTreeSet<String>,
-    /// Groups a member left.
-    pub removals: BTreeSet<String>,
     /// (group, next epoch) of every `RekeyRequired`.
     pub rekeys: Vec<(String, u32)>,
 }
@@ -323,9 +326,6 @@ pub async fn changes(at: &AtBlock) -> Result<Changes, ChainError> {
             continue;
         }
         changes.groups.extend(text("group"));
-        if event.event_name() == "MemberRemoved" {
-            changes.removals.extend(text("group"));
-        }
         if event.event_name() == "RekeyRequired" {
             use subxt::dynamic::At;
             let epoch = fields.at("next_epoch").and_then(|v| v.as_u128());
@@ -359,62 +359,16 @@ pub async fn apply(
     }
     for id in &changes.groups {
         match read_group(at, id).await? {
-            Some(mut group) => {
-                if !changes.removals.contains(id) {
-                    group.removal_pending = still_pending(snapshot.groups.get(id), &group);
-                }
-                next.groups.insert(id.clone(), group)
-            }
+            Some(group) => next.groups.insert(id.clone(), group),
             None => next.groups.remove(id),
         };
     }
     Ok(next)
 }
 
-/// Whether a removal seen before still waits for its epoch, given the group as a block
-/// without a removal left it (`group.removal_pending` says a rekey is outstanding).
-fn still_pending(before: Option<&GroupKey>, group: &GroupKey) -> bool {
-    before.is_some_and(|b| b.removal_pending && b.epoch == group.epoch) && group.removal_pending
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_removal_stays_pending_until_its_epoch_is_set() {
-        let pending = GroupKey {
-            epoch: 3,
-            removal_pending: true,
-            ..Default::default()
-        };
-        let outstanding = GroupKey {
-            epoch: 3,
-            removal_pending: true,
-            ..Default::default()
-        };
-        assert!(still_pending(Some(&pending), &outstanding));
-        let next_epoch = GroupKey {
-            epoch: 4,
-            removal_pending: true,
-            ..Default::default()
-        };
-        assert!(!still_pending(Some(&pending), &next_epoch));
-        let answered = GroupKey {
-            epoch: 3,
-            removal_pending: false,
-            ..Default::default()
-        };
-        assert!(!still_pending(Some(&pending), &answered));
-        // A rekey an addition asked for is not a removal's.
-        let added = GroupKey {
-            epoch: 3,
-            removal_pending: false,
-            ..Default::default()
-        };
-        assert!(!still_pending(Some(&added), &outstanding));
-        assert!(!still_pending(None, &outstanding));
-    }
 
     #[test]
     fn byte_fields_decode_however_deeply_they_are_wrapped() {

@@ -42,8 +42,9 @@ pub struct GroupKey {
     pub open_to_publishers: bool,
     /// A membership change since the current key asked for a new epoch that is not set yet.
     pub needs_rekey: bool,
-    /// A member was removed and the epoch that shuts it out is not set yet: the removed
-    /// member can still read the current epoch, so nothing is sent under it.
+    /// A reader left (a member removed or revoked, a member's key rotated out, a member
+    /// suspended) after the view the current key was made for: it may hold that key, so
+    /// nothing is sent under it until the next epoch. The runtime's `departed_at` rule.
     pub removal_pending: bool,
     /// What members need to read the current epoch; shared, since snapshots are copied per
     /// block and this changes only with the epoch or the members.
@@ -589,8 +590,8 @@ fn target_key(genuine: &Genuine, snapshot: &Snapshot) -> Result<Fingerprint, (Re
                 return Err((
                     Reason::RekeyPending,
                     format!(
-                        "a member left group {group}; epoch {} is readable by it until the \
-                         next epoch is set",
+                        "a reader left group {group} (removed, revoked, rotated or \
+                         suspended); epoch {} is readable by it until the next epoch is set",
                         g.epoch
                     ),
                 ));

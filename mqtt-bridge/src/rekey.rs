@@ -1,16 +1,25 @@
 //! The key manager's task: answers each `RekeyRequired` with an epoch key made against the
 //! latest finalized snapshot, and retries a key the chain did not take, with backoff, for as
 //! long as the group still needs that epoch.
+//!
+//! One key per group is under way at a time. A second request while one is (a change in the
+//! blocks before the first call landed) is dropped: the runtime finishes the key under way
+//! for the members it was made for and asks again when it switches. Starting over instead
+//! would let a stream of changes hold the epoch off.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use rsa::RsaPublicKey;
+use keymesh_primitives::DeviceStatus;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     backoff::Backoff,
     gate::Snapshot,
-    keyman::{self, EpochKey},
+    keyman::{self, EpochKey, Reader},
     write_queue::Write,
 };
 
@@ -32,14 +41,51 @@ pub async fn run(
     snapshot: watch::Receiver<Arc<Snapshot>>,
     writes: mpsc::Sender<Write>,
 ) {
+    let under_way = Arc::new(Mutex::new(HashSet::new()));
     while let Some(rekey) = requests.recv().await {
-        tokio::spawn(rekey_until_set(rekey, snapshot.clone(), writes.clone()));
+        let Some(claim) = Claim::take(&under_way, &rekey.group) else {
+            tracing::debug!("group {}: a key is already under way", rekey.group);
+            continue;
+        };
+        let (snapshot, writes) = (snapshot.clone(), writes.clone());
+        tokio::spawn(async move {
+            rekey_until_set(rekey, snapshot, writes).await;
+            drop(claim);
+        });
     }
 }
 
-/// The members of `rekey.group` with their current keys, if the group still needs
-/// `rekey.epoch`.
-fn still_needed(rekey: &Rekey, snapshot: &Snapshot) -> Option<Vec<(String, RsaPublicKey)>> {
+/// A group's key under way; released when dropped, however the task ends.
+struct Claim {
+    groups: Arc<Mutex<HashSet<String>>>,
+    group: String,
+}
+
+impl Claim {
+    fn take(groups: &Arc<Mutex<HashSet<String>>>, group: &str) -> Option<Claim> {
+        let mut set = groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        set.insert(group.to_string()).then(|| Claim {
+            groups: groups.clone(),
+            group: group.to_string(),
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut set = self
+            .groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        set.remove(&self.group);
+    }
+}
+
+/// The readers of `rekey.group` (active members, with their current keys), if the group
+/// still needs `rekey.epoch`. A suspended member gets no wrap.
+fn still_needed(rekey: &Rekey, snapshot: &Snapshot) -> Option<Vec<Reader>> {
     let record = snapshot.groups.get(&rekey.group)?;
     if record.epoch.saturating_add(1) != rekey.epoch || !record.needs_rekey {
         return None;
@@ -50,7 +96,11 @@ fn still_needed(rekey: &Rekey, snapshot: &Snapshot) -> Option<Vec<(String, RsaPu
             .keys()
             .filter_map(|id| {
                 let device = snapshot.devices.get(id)?;
-                Some((id.clone(), device.public_key.clone()))
+                (device.status == DeviceStatus::Active).then(|| Reader {
+                    device: id.clone(),
+                    key: device.public_key.clone(),
+                    fingerprint: device.fingerprint,
+                })
             })
             .collect(),
     )
@@ -64,13 +114,14 @@ async fn rekey_until_set(
     let mut backoff = RETRY;
     loop {
         let current = snapshot.borrow().clone();
-        let Some(members) = still_needed(&rekey, &current) else {
+        let Some(readers) = still_needed(&rekey, &current) else {
             return;
         };
-        let (group, epoch) = (rekey.group.clone(), rekey.epoch);
-        let made =
-            tokio::task::spawn_blocking(move || keyman::make_epoch_key(&group, epoch, &members))
-                .await;
+        let (group, epoch, members_at) = (rekey.group.clone(), rekey.epoch, current.block_number);
+        let made = tokio::task::spawn_blocking(move || {
+            keyman::make_epoch_key(&group, epoch, members_at, &readers)
+        })
+        .await;
         let error = match made {
             Ok(Ok(key)) => match submit(key, &writes).await {
                 Ok(()) => return,
@@ -133,11 +184,37 @@ mod tests {
         };
         let members = still_needed(&rekey(3), &snapshot).unwrap();
         assert_eq!(members.len(), 1);
+        assert_eq!(
+            members[0].fingerprint,
+            keymesh_device::fingerprint(&key.to_public_key())
+        );
+        // A suspended member gets no wrap.
+        if let Some(device) = snapshot.devices.get_mut("1111") {
+            device.status = DeviceStatus::Suspended;
+        }
+        assert!(still_needed(&rekey(3), &snapshot).unwrap().is_empty());
         assert!(still_needed(&rekey(2), &snapshot).is_none());
         assert!(still_needed(&rekey(4), &snapshot).is_none());
         if let Some(group) = snapshot.groups.get_mut("B") {
             group.needs_rekey = false;
         }
         assert!(still_needed(&rekey(3), &snapshot).is_none());
+    }
+
+    #[test]
+    fn one_key_per_group_is_under_way_at_a_time() {
+        let under_way = Arc::new(Mutex::new(HashSet::new()));
+        let first = Claim::take(&under_way, "B");
+        assert!(first.is_some());
+        assert!(Claim::take(&under_way, "B").is_none(), "a second key for B");
+        assert!(
+            Claim::take(&under_way, "C").is_some(),
+            "another group is not held up"
+        );
+        drop(first);
+        assert!(
+            Claim::take(&under_way, "B").is_some(),
+            "released when the task ends"
+        );
     }
 }

@@ -85,13 +85,7 @@ async fn submit_epoch_key(
     flusher.settle(writer).await;
     for wraps in key.wraps.chunks(MAX_WRAPS_PER_CALL) {
         writer
-            .set_epoch_key(
-                &key.group,
-                key.epoch,
-                &key.topic_public_key,
-                &key.sealed_private_key,
-                wraps,
-            )
+            .set_epoch_key(key, wraps)
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -14,8 +14,11 @@ use subxt::{
 };
 use subxt_signer::sr25519::Keypair;
 
+use keymesh_primitives::Fingerprint;
+
 use crate::{
     chain::{query, Api, ChainError},
+    keyman::EpochKey,
     record::Record,
 };
 
@@ -198,20 +201,22 @@ impl Writer {
     /// Submits one `groups.set_epoch_key` call.
     pub async fn set_epoch_key(
         &self,
-        group: &str,
-        epoch: u32,
-        topic_public_key: &[u8],
-        sealed_private_key: &[u8],
-        wraps: &[(String, Vec<u8>)],
+        key: &EpochKey,
+        wraps: &[(String, Fingerprint, Vec<u8>)],
     ) -> Result<(), WriteError> {
-        let wraps = Value::unnamed_composite(wraps.iter().map(|(device, wrap)| {
-            Value::unnamed_composite([Value::from_bytes(device), Value::from_bytes(wrap)])
+        let wraps = Value::unnamed_composite(wraps.iter().map(|(device, device_key, wrap)| {
+            Value::unnamed_composite([
+                Value::from_bytes(device),
+                Value::from_bytes(device_key),
+                Value::from_bytes(wrap),
+            ])
         }));
         let args = vec![
-            Value::from_bytes(group),
-            Value::u128(epoch.into()),
-            Value::from_bytes(topic_public_key),
-            Value::from_bytes(sealed_private_key),
+            Value::from_bytes(&key.group),
+            Value::u128(key.epoch.into()),
+            Value::u128(key.members_at.into()),
+            Value::from_bytes(&key.topic_public_key),
+            Value::from_bytes(&key.sealed_private_key),
             wraps,
         ];
         let nonce = self.next_nonce().await.map_err(WriteError::NotSubmitted)?;

@@ -375,17 +375,17 @@ async fn a_rotation_mid_stream_loses_and_repeats_nothing() {
 async fn members_follow_joins_and_a_removed_member_is_told() {
     let stack = Stack::start(BrokerKind::Embedded).await;
     create_group(&stack, "B", &["1113", "1114"], true).await;
-    group_key(&stack, "B", 1).await;
+    let (keyed, _) = settled_group_key(&stack, "B").await;
     let (_d1113, mut e1113) = dev_agent(&stack, "1113", "1113-state").await;
     let (_d1114, mut e1114) = dev_agent(&stack, "1114", "1114-state").await;
     let (_d1112, mut e1112) = dev_agent(&stack, "1112", "1112-state").await;
     let (d1111, _e1111) = dev_agent(&stack, "1111", "1111-state").await;
     for events in [&mut e1113, &mut e1114] {
         next_matching(events, WAIT, |e| {
-            matches!(e, AgentEvent::GroupKey { epoch: 1, .. }).then_some(())
+            matches!(e, AgentEvent::GroupKey { epoch, .. } if *epoch == keyed).then_some(())
         })
         .await
-        .expect("members read epoch 1");
+        .expect("members read the keyed epoch");
     }
 
     let joining = Instant::now();
@@ -408,8 +408,8 @@ async fn members_follow_joins_and_a_removed_member_is_told() {
     eprintln!("FIGURE member added → first read: {:?}", joining.elapsed());
 
     let args = vec![bytes(b"B"), bytes(b"1114")];
-    stack
-        .submit(&operator(), "Groups", "remove_member", args)
+    let removed_at = stack
+        .submit_in_block(&operator(), "Groups", "remove_member", args)
         .await;
     let removed = next_matching(&mut e1114, WAIT, |e| match e {
         AgentEvent::Removed { group, .. } => Some(group.clone()),
@@ -421,17 +421,20 @@ async fn members_follow_joins_and_a_removed_member_is_told() {
         Some("B"),
         "1114's agent reports its removal"
     );
+    let (shut_out, _) = group_key_after(&stack, "B", removed_at).await;
     let epoch = next_matching(&mut e1113, WAIT, |e| match e {
-        AgentEvent::GroupKey { epoch, .. } if *epoch > 2 => Some(*epoch),
+        AgentEvent::GroupKey { epoch, .. } if *epoch >= shut_out => Some(*epoch),
         _ => None,
     })
     .await
     .expect("1113 follows the epoch that shuts 1114 out");
     d1111.publish("B", b"after the removal").await.unwrap();
-    let read = next_message(&mut e1113, WAIT)
-        .await
-        .expect("1113 reads the new epoch");
-    assert_eq!(&read.payload[..], b"after the removal", "epoch {epoch}");
+    let read = next_matching(&mut e1113, WAIT, |e| match e {
+        AgentEvent::Message(m) if m.payload[..] == b"after the removal"[..] => Some(m.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(read.is_some(), "1113 reads epoch {epoch}");
     // 1114 holds no key of the new epoch, and the front no longer hands it B's messages.
     let leaked = next_matching(&mut e1114, Duration::from_secs(3), |e| match e {
         AgentEvent::Message(m) => Some(m.clone()),

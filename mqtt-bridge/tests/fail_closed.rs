@@ -492,7 +492,7 @@ async fn sigterm_with_the_broker_down_exits_within_10_seconds() {
 async fn rekey_pending_after_a_removal_the_old_epoch_is_refused() {
     let mut stack = Stack::start(BrokerKind::Embedded).await;
     create_group(&stack, "grp1", &["1111", "1112", "1113"], false).await;
-    let first = group_key(&stack, "grp1", 1).await;
+    let (first_epoch, first) = settled_group_key(&stack, "grp1").await;
     // Without a key manager the removal's rekey stays pending.
     stack.bridge_args = vec!["--no-keyman".into()];
     stack.start_bridge().await;
@@ -505,7 +505,13 @@ async fn rekey_pending_after_a_removal_the_old_epoch_is_refused() {
         .await;
     bridge_applied(&stack, removed_at).await;
     d1111
-        .send(topic("1111", "grp1", &first, 1, "readable by 1113"))
+        .send(topic(
+            "1111",
+            "grp1",
+            &first,
+            first_epoch,
+            "readable by 1113",
+        ))
         .await;
     assert_eq!(d1111.refusal(WAIT).await["reason"], "RekeyPending");
     assert!(d1112.next_on(&group_topic("grp1"), QUIET).await.is_none());

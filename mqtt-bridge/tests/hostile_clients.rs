@@ -179,7 +179,7 @@ async fn a_device_cannot_read_ingress_or_another_device_or_a_foreign_group_mosqu
 async fn a_device_cannot_write_outside_its_own_ingress_or_set_retained(broker: BrokerKind) {
     let stack = Stack::start(broker).await;
     create_group(&stack, "B", &["1112", "1113"], false).await;
-    group_key(&stack, "B", 1).await;
+    settled_group_key(&stack, "B").await;
     let port = stack.mqtt_port;
     let mut d1113 = Device::connect(port, "1113").await;
     d1113.mqtt.subscribe_granted(&group_topic("B")).await;

@@ -87,8 +87,8 @@ async fn topics(broker: BrokerKind) {
     create_group(&stack, "A", &["1111", "1112"], false).await;
     create_group(&stack, "B", &["1113", "1114"], true).await;
     // The bridge, as key manager, keys both groups on its own.
-    let b_key = group_key(&stack, "B", 1).await;
-    group_key(&stack, "A", 1).await;
+    let (b_epoch, b_key) = settled_group_key(&stack, "B").await;
+    settled_group_key(&stack, "A").await;
 
     let mut devices = Vec::new();
     for id in DEVICES {
@@ -104,7 +104,7 @@ async fn topics(broker: BrokerKind) {
         devices.push(device);
     }
     devices[0]
-        .send(topic("1111", "B", &b_key, 1, "lights off"))
+        .send(topic("1111", "B", &b_key, b_epoch, "lights off"))
         .await;
     for device in &mut devices {
         let member = device.id == "1113" || device.id == "1114";
@@ -114,7 +114,7 @@ async fn topics(broker: BrokerKind) {
         match topic_key_of(stack.rpc_port, "B", &device.id).await {
             Ok((epoch, key)) => {
                 assert!(member, "{} got B's key", device.id);
-                assert_eq!(epoch, 1);
+                assert_eq!(epoch, b_epoch);
                 let seen = seen.expect("every member sees the topic message");
                 let opened = open_delivery(&seen, &key, &directory()).unwrap();
                 assert_eq!(&opened.payload[..], b"lights off");
@@ -224,8 +224,8 @@ async fn scenario_5_cross_group_rekey_after_removal() {
     let stack = Stack::start(BrokerKind::Embedded).await;
     create_group(&stack, "hsu0001", &["1112", "1113"], false).await;
     create_group(&stack, "hsu0002", &["1113"], false).await;
-    let first = group_key(&stack, "hsu0001", 1).await;
-    let second = group_key(&stack, "hsu0002", 1).await;
+    let (first_epoch, first) = settled_group_key(&stack, "hsu0001").await;
+    let (second_epoch, second) = settled_group_key(&stack, "hsu0002").await;
     let mut d1112 = Device::connect(stack.mqtt_port, "1112").await;
     let mut d1113 = Device::connect(stack.mqtt_port, "1113").await;
     d1112.mqtt.subscribe_granted(&group_topic("hsu0001")).await;
@@ -234,10 +234,16 @@ async fn scenario_5_cross_group_rekey_after_removal() {
     }
     // 1113 reads both groups.
     d1112
-        .send(topic("1112", "hsu0001", &first, 1, "to hsu0001"))
+        .send(topic("1112", "hsu0001", &first, first_epoch, "to hsu0001"))
         .await;
     d1113
-        .send(topic("1113", "hsu0002", &second, 1, "to hsu0002"))
+        .send(topic(
+            "1113",
+            "hsu0002",
+            &second,
+            second_epoch,
+            "to hsu0002",
+        ))
         .await;
     for group in ["hsu0001", "hsu0002"] {
         let seen = d1113.next_on(&group_topic(group), WAIT).await.unwrap();
@@ -260,7 +266,7 @@ async fn scenario_5_cross_group_rekey_after_removal() {
     assert_ne!(fingerprint(&rekeyed), fingerprint(&first));
     // Envelopes sealed to the old epoch's key are now refused.
     d1113
-        .send(topic("1113", "hsu0001", &first, 1, "stale"))
+        .send(topic("1113", "hsu0001", &first, first_epoch, "stale"))
         .await;
     assert_eq!(d1113.refusal(WAIT).await["reason"], "KeyMismatch");
     d1113
@@ -609,4 +615,51 @@ async fn a_qos0_publish_right_before_disconnect_reaches_the_bridge() {
         .expect("the publish before DISCONNECT is forwarded");
     let opened = open_delivery(&delivery, &device_key("1113"), &directory()).unwrap();
     assert_eq!(&opened.payload[..], b"fire and forget");
+}
+
+/// A member's key rotation (say, after a compromise) moves its groups to a new epoch that the
+/// new key reads and the old key does not; the wrap made to the old key is not served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_member_reads_the_next_epoch_with_its_new_key_only() {
+    let stack = Stack::start(BrokerKind::Embedded).await;
+    create_group(&stack, "grp5", &["1111", "1113"], false).await;
+    let (_, first) = settled_group_key(&stack, "grp5").await;
+    let old_1113 = device_key("1113");
+    let (_, read) = topic_key_with(stack.rpc_port, "grp5", "1113", &old_1113)
+        .await
+        .unwrap();
+    assert_eq!(fingerprint(&read.to_public_key()), fingerprint(&first));
+
+    let new_1113 = generate(KeyBits::B2048).unwrap();
+    let args = vec![
+        bytes(b"1113"),
+        bytes(&public_der(&new_1113.to_public_key())),
+    ];
+    let rotated_at = stack
+        .submit_in_block(&operator(), "Devices", "rotate_key", args)
+        .await;
+    // From the rotation's block on, the wrap made to the old key is not served.
+    let hash = stack.api.at_block(rotated_at).await.unwrap().block_hash();
+    let at = format!("0x{}", hex::encode(hash.0));
+    let member = stack
+        .rpc(
+            "keymesh_memberKey",
+            subxt::rpcs::client::rpc_params!["grp5", "1113", at],
+        )
+        .await;
+    assert!(member["wrappedEpochKey"].is_null(), "{member}");
+
+    // The bridge, as key manager, sets the next epoch for the new key.
+    let (next, second) = group_key_after(&stack, "grp5", rotated_at).await;
+    assert_ne!(fingerprint(&second), fingerprint(&first));
+    let (epoch, read) = topic_key_with(stack.rpc_port, "grp5", "1113", &new_1113)
+        .await
+        .unwrap();
+    assert_eq!(epoch, next);
+    assert_eq!(fingerprint(&read.to_public_key()), fingerprint(&second));
+    let stale = topic_key_with(stack.rpc_port, "grp5", "1113", &old_1113).await;
+    assert!(stale.is_err(), "the old key opened epoch {next}");
+    // The other member reads on with its unchanged key.
+    let (_, other) = topic_key_of(stack.rpc_port, "grp5", "1111").await.unwrap();
+    assert_eq!(fingerprint(&other.to_public_key()), fingerprint(&second));
 }

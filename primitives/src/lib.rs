@@ -96,6 +96,8 @@ impl Role {
 pub trait DeviceDirectory {
     /// The device's status, or `None` if no such device is registered.
     fn status(device: &[u8]) -> Option<DeviceStatus>;
+    /// The fingerprint of the device's current key, or `None` if no such device is registered.
+    fn fingerprint(device: &[u8]) -> Option<Fingerprint>;
 }
 
 /// What another pallet may ask of the group registry.
@@ -104,16 +106,40 @@ pub trait GroupDirectory {
     fn exists(group: &[u8]) -> bool;
 }
 
-/// Told when a device is revoked, so that other pallets (groups) can drop it.
-pub trait OnDeviceRevoked {
-    /// `device` has just been revoked. Returns the weight used.
-    fn on_device_revoked(device: &[u8]) -> Weight;
-    /// The most `on_device_revoked` can use, charged up front and refunded after.
+/// How a device changed: what the groups it is in must follow.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Encode,
+    Decode,
+    DecodeWithMemTracking,
+    TypeInfo,
+    MaxEncodedLen,
+)]
+pub enum DeviceChange {
+    /// The device has a new key; a wrap made to the old one must not be served.
+    Rotated,
+    /// The device may no longer read; it gets no wrap until resumed.
+    Suspended,
+    /// The device may read again; it needs a wrap of a new epoch.
+    Resumed,
+    /// The device is gone for good; it leaves every group.
+    Revoked,
+}
+
+/// Told when a device's key or status changes, so that other pallets (groups) can follow.
+pub trait OnDeviceChanged {
+    /// `device` has just changed as `change` says. Returns the weight used.
+    fn on_device_changed(device: &[u8], change: DeviceChange) -> Weight;
+    /// The most `on_device_changed` can use, charged up front and refunded after.
     fn max_weight() -> Weight;
 }
 
-impl OnDeviceRevoked for () {
-    fn on_device_revoked(_: &[u8]) -> Weight {
+impl OnDeviceChanged for () {
+    fn on_device_changed(_: &[u8], _: DeviceChange) -> Weight {
         Weight::zero()
     }
     fn max_weight() -> Weight {

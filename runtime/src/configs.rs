@@ -183,7 +183,7 @@ impl pallet_devices::Config for Runtime {
     type OperatorOrigin = EnsureOperator;
     type MaxKeyHistory = MaxKeyHistory;
     /// A revoked device leaves every group.
-    type OnRevoked = Groups;
+    type OnChanged = Groups;
     type WeightInfo = pallet_devices::weights::SubstrateWeight<Runtime>;
 }
 

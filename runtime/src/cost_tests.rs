@@ -140,11 +140,18 @@ fn call_weights_and_storage_per_device_and_member() {
             for chunk in ids.chunks(MaxWrapsPerCall::get() as usize) {
                 let wraps: Vec<_> = chunk
                     .iter()
-                    .map(|i| (id(&device_id(*i)), vec![0x5a; 256].try_into().expect("fits")))
+                    .map(|i| {
+                        let device = id(&device_id(*i));
+                        let key = pallet_devices::Devices::<Runtime>::get(&device)
+                            .expect("registered")
+                            .fingerprint;
+                        (device, key, vec![0x5a; 256].try_into().expect("fits"))
+                    })
                     .collect();
                 let call = RuntimeCall::Groups(pallet_groups::Call::set_epoch_key {
                     group: id(&group),
                     epoch: 1,
+                    members_at: frame_system::Pallet::<Runtime>::block_number(),
                     topic_public_key: KEY_2048.to_vec().try_into().expect("fits"),
                     sealed_private_key: vec![0x11; 1_250].try_into().expect("fits"),
                     wraps: wraps.try_into().expect("within MaxWrapsPerCall"),

@@ -59,10 +59,10 @@ pub const VERSION: RuntimeVersion = RuntimeVersion {
     spec_name: Cow::Borrowed("keymesh"),
     impl_name: Cow::Borrowed("keymesh"),
     authoring_version: 1,
-    spec_version: 101,
+    spec_version: 102,
     impl_version: 1,
     apis: apis::RUNTIME_API_VERSIONS,
-    transaction_version: 2,
+    transaction_version: 3,
     system_version: 1,
 };
 
@@ -120,6 +120,7 @@ pub type SignedPayload = generic::SignedPayload<RuntimeCall, TxExtension>;
 pub type Migrations = (
     pallet_devices::migrations::v1::IndexOwners<Runtime>,
     pallet_groups::migrations::v1::IndexAdmins<Runtime>,
+    pallet_groups::migrations::v2::RecordKeyViews<Runtime>,
 );
 
 /// Dispatches blocks and extrinsics to the pallets.

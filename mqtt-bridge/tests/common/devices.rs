@@ -294,6 +294,17 @@ pub async fn topic_key_of(
     group: &str,
     device: &str,
 ) -> Result<(u32, RsaPrivateKey), String> {
+    topic_key_with(rpc_port, group, device, &device_key(device)).await
+}
+
+/// As [`topic_key_of`], opening `device`'s wrap with `private` (a key it was rotated to, or
+/// from).
+pub async fn topic_key_with(
+    rpc_port: u16,
+    group: &str,
+    device: &str,
+    private: &RsaPrivateKey,
+) -> Result<(u32, RsaPrivateKey), String> {
     use base64::Engine;
     let client = subxt::rpcs::RpcClient::from_insecure_url(format!("ws://127.0.0.1:{rpc_port}"))
         .await
@@ -314,8 +325,7 @@ pub async fn topic_key_of(
     let wrap = b64(&member["wrappedEpochKey"]).map_err(|_| "no wrap for this device")?;
     let sealed = SealedTopicKey::from_bytes(&b64(&member["topicKey"]["sealedPrivateKey"])?)
         .map_err(|e| e.to_string())?;
-    let key = open_topic_key(group, epoch, &device_key(device), &wrap, &sealed)
-        .map_err(|e| e.to_string())?;
+    let key = open_topic_key(group, epoch, private, &wrap, &sealed).map_err(|e| e.to_string())?;
     Ok((epoch, key))
 }
 

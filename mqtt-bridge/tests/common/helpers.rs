@@ -80,9 +80,9 @@ pub async fn group_key(stack: &Stack, group: &str, epoch: u32) -> RsaPublicKey {
     parse_public(&der).unwrap()
 }
 
-/// The number and key of the first epoch of `group` set after finalized block `block` (a removal's,
-/// say). A rekey that was already under way may have moved the epoch on before `block`, so
-/// the epoch is read at `block` rather than assumed.
+/// The number and key of the first epoch of `group` that shuts out whatever changed at or
+/// before finalized block `block` (a removal's, say). The epoch is read at `block`, since a
+/// rekey already under way may have moved it on; see [`settled_group_key`] for the rest.
 pub async fn group_key_after(stack: &Stack, group: &str, block: u64) -> (u32, RsaPublicKey) {
     let hash = stack.api.at_block(block).await.unwrap().block_hash();
     let at = format!("0x{}", hex::encode(hash.0));
@@ -90,7 +90,76 @@ pub async fn group_key_after(stack: &Stack, group: &str, block: u64) -> (u32, Rs
         .rpc("keymesh_group", subxt::rpcs::client::rpc_params![group, at])
         .await;
     let epoch = json["epoch"].as_u64().unwrap() as u32;
-    (epoch + 1, group_key(stack, group, epoch + 1).await)
+    wait_settled(stack, group, epoch + 1).await
+}
+
+/// The epoch and key of `group` once every member holds a wrap of the current epoch, no key is
+/// pending, and no device that left may read it: the state a rekey leaves when changes have
+/// stopped. A key is made for the members as they stood at one block, so members added one
+/// block apart may take more than one epoch to all be keyed.
+pub async fn settled_group_key(stack: &Stack, group: &str) -> (u32, RsaPublicKey) {
+    wait_settled(stack, group, 1).await
+}
+
+async fn wait_settled(stack: &Stack, group: &str, from_epoch: u32) -> (u32, RsaPublicKey) {
+    let epoch = wait_for(
+        &format!("group {group} settled at epoch {from_epoch} or later"),
+        WAIT,
+        || async {
+            let json = stack
+                .rpc("keymesh_group", subxt::rpcs::client::rpc_params![group])
+                .await;
+            let epoch = json["epoch"].as_u64()? as u32;
+            if epoch < from_epoch || !json["pendingEpoch"].is_null() {
+                return None;
+            }
+            for member in json["members"].as_array()? {
+                let device = member["device"].as_str()?;
+                let key = stack
+                    .rpc(
+                        "keymesh_memberKey",
+                        subxt::rpcs::client::rpc_params![group, device],
+                    )
+                    .await;
+                if key["wrappedEpochKey"].is_null() || key["topicKey"]["epoch"] != epoch {
+                    return None;
+                }
+            }
+            (!departed_may_read(stack, group).await).then_some(epoch)
+        },
+    )
+    .await;
+    (epoch, group_key(stack, group, epoch).await)
+}
+
+#[derive(scale_decode::DecodeAsType)]
+struct GroupRecord {
+    topic_key: Option<TopicKey>,
+    departed_at: Option<u32>,
+}
+
+#[derive(scale_decode::DecodeAsType)]
+struct TopicKey {
+    members_at: u32,
+}
+
+/// The runtime's rule, read from finalized storage: a device that left after the view the
+/// current key was made for may hold it.
+async fn departed_may_read(stack: &Stack, group: &str) -> bool {
+    let at = stack.api.at_block(stack.finalized().await).await.unwrap();
+    let address = subxt::dynamic::storage::<(Vec<u8>,), GroupRecord>("Groups", "Groups");
+    let record: GroupRecord = at
+        .storage()
+        .try_fetch(address, (group.as_bytes().to_vec(),))
+        .await
+        .unwrap()
+        .expect("the group exists")
+        .decode()
+        .unwrap();
+    match (record.departed_at, record.topic_key) {
+        (Some(departed), Some(key)) => departed > key.members_at,
+        _ => false,
+    }
 }
 
 pub async fn create_group(stack: &Stack, group: &str, members: &[&str], open: bool) {

@@ -31,7 +31,7 @@ use scale_info::TypeInfo;
 
 pub use keymesh_primitives::{
     api::{DeviceInfo, KeyCheck},
-    DeviceDirectory, DeviceStatus, Fingerprint, KeyHistoryEntry, OnDeviceRevoked,
+    DeviceChange, DeviceDirectory, DeviceStatus, Fingerprint, KeyHistoryEntry, OnDeviceChanged,
 };
 
 /// A device id as stored: 1 to 64 bytes of `[A-Za-z0-9._-]`.
@@ -111,8 +111,9 @@ pub mod pallet {
         /// Most key-history entries kept per device; the oldest goes first.
         #[pallet::constant]
         type MaxKeyHistory: Get<u32>;
-        /// Told about revocations (the groups pallet removes the device from its groups).
-        type OnRevoked: OnDeviceRevoked;
+        /// Told about rotations, suspensions, resumptions and revocations (the groups pallet
+        /// rekeys the device's groups, and drops a revoked device from them).
+        type OnChanged: OnDeviceChanged;
         /// Weights of the calls.
         type WeightInfo: WeightInfo;
     }
@@ -268,14 +269,20 @@ pub mod pallet {
         /// Replaces `device`'s key with `public_key` and moves it to the next key epoch.
         ///
         /// Origin: the device's owner or an operator (or root). The device must not be
-        /// revoked. Writes `Devices`, `KeyHistory`; emits `KeyRotated`.
+        /// revoked. Writes `Devices`, `KeyHistory`; emits `KeyRotated`, then whatever
+        /// `OnChanged` emits (the groups pallet: per group, `MemberChanged` and
+        /// `RekeyRequired`).
         #[pallet::call_index(1)]
-        #[pallet::weight(T::WeightInfo::rotate_key(public_key.len() as u32))]
+        #[pallet::weight(
+            T::WeightInfo::rotate_key(public_key.len() as u32)
+                .saturating_add(T::OnChanged::max_weight())
+        )]
         pub fn rotate_key(
             origin: OriginFor<T>,
             device: DeviceId,
             public_key: PublicKeyDer,
-        ) -> DispatchResult {
+        ) -> DispatchResultWithPostInfo {
+            let key_len = public_key.len() as u32;
             let mut record = Devices::<T>::get(&device).ok_or(Error::<T>::UnknownDevice)?;
             Self::ensure_owner_or_operator(origin, &record.owner)?;
             ensure!(
@@ -303,20 +310,22 @@ pub mod pallet {
                 },
             );
             Self::deposit_event(Event::KeyRotated {
-                device,
+                device: device.clone(),
                 epoch,
                 old,
                 new: fingerprint,
             });
-            Ok(())
+            let extra = T::OnChanged::on_device_changed(&device, DeviceChange::Rotated);
+            Ok(Some(T::WeightInfo::rotate_key(key_len).saturating_add(extra)).into())
         }
 
         /// Suspends an active device: bridges stop forwarding to and from it.
         ///
-        /// Origin: root or an operator. Writes `Devices`; emits `DeviceSuspended`.
+        /// Origin: root or an operator. Writes `Devices`; emits `DeviceSuspended`, then
+        /// whatever `OnChanged` emits (as for `rotate_key`).
         #[pallet::call_index(2)]
-        #[pallet::weight(T::WeightInfo::set_status())]
-        pub fn suspend(origin: OriginFor<T>, device: DeviceId) -> DispatchResult {
+        #[pallet::weight(T::WeightInfo::set_status().saturating_add(T::OnChanged::max_weight()))]
+        pub fn suspend(origin: OriginFor<T>, device: DeviceId) -> DispatchResultWithPostInfo {
             Self::ensure_operator(origin)?;
             let fingerprint = Self::transition(
                 &device,
@@ -325,18 +334,19 @@ pub mod pallet {
                 Error::<T>::NotActive,
             )?;
             Self::deposit_event(Event::DeviceSuspended {
-                device,
+                device: device.clone(),
                 fingerprint,
             });
-            Ok(())
+            Ok(Self::tell_groups(&device, DeviceChange::Suspended))
         }
 
         /// Resumes a suspended device.
         ///
-        /// Origin: root or an operator. Writes `Devices`; emits `DeviceResumed`.
+        /// Origin: root or an operator. Writes `Devices`; emits `DeviceResumed`, then
+        /// whatever `OnChanged` emits (as for `rotate_key`).
         #[pallet::call_index(3)]
-        #[pallet::weight(T::WeightInfo::set_status())]
-        pub fn resume(origin: OriginFor<T>, device: DeviceId) -> DispatchResult {
+        #[pallet::weight(T::WeightInfo::set_status().saturating_add(T::OnChanged::max_weight()))]
+        pub fn resume(origin: OriginFor<T>, device: DeviceId) -> DispatchResultWithPostInfo {
             Self::ensure_operator(origin)?;
             let fingerprint = Self::transition(
                 &device,
@@ -345,18 +355,19 @@ pub mod pallet {
                 Error::<T>::NotSuspended,
             )?;
             Self::deposit_event(Event::DeviceResumed {
-                device,
+                device: device.clone(),
                 fingerprint,
             });
-            Ok(())
+            Ok(Self::tell_groups(&device, DeviceChange::Resumed))
         }
 
-        /// Revokes a device for good; it leaves every group (see `OnRevoked`).
+        /// Revokes a device for good; it leaves every group (see `OnChanged`).
         ///
         /// Origin: the device's owner or an operator (or root). Writes `Devices`,
-        /// `OwnedDevices`; emits `DeviceRevoked`, then whatever `OnRevoked` emits.
+        /// `OwnedDevices`; emits `DeviceRevoked`, then whatever `OnChanged` emits (the groups
+        /// pallet: per group, `MemberRemoved` and `RekeyRequired`).
         #[pallet::call_index(4)]
-        #[pallet::weight(T::WeightInfo::revoke().saturating_add(T::OnRevoked::max_weight()))]
+        #[pallet::weight(T::WeightInfo::revoke().saturating_add(T::OnChanged::max_weight()))]
         pub fn revoke(origin: OriginFor<T>, device: DeviceId) -> DispatchResultWithPostInfo {
             let mut record = Devices::<T>::get(&device).ok_or(Error::<T>::UnknownDevice)?;
             Self::ensure_owner_or_operator(origin, &record.owner)?;
@@ -375,12 +386,21 @@ pub mod pallet {
                 device: device.clone(),
                 fingerprint,
             });
-            let extra = T::OnRevoked::on_device_revoked(&device);
+            let extra = T::OnChanged::on_device_changed(&device, DeviceChange::Revoked);
             Ok(Some(T::WeightInfo::revoke().saturating_add(extra)).into())
         }
     }
 
     impl<T: Config> Pallet<T> {
+        /// Tells `OnChanged` of a status change; the call's weight with what that used.
+        fn tell_groups(
+            device: &DeviceId,
+            change: DeviceChange,
+        ) -> frame_support::dispatch::PostDispatchInfo {
+            let extra = T::OnChanged::on_device_changed(device, change);
+            Some(T::WeightInfo::set_status().saturating_add(extra)).into()
+        }
+
         fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
             keymesh_pallet_support::ensure_operator::<T, T::OperatorOrigin>(
                 origin,
@@ -488,6 +508,10 @@ pub mod pallet {
     impl<T: Config> DeviceDirectory for Pallet<T> {
         fn status(device: &[u8]) -> Option<DeviceStatus> {
             Self::device(device).map(|record| record.status)
+        }
+
+        fn fingerprint(device: &[u8]) -> Option<Fingerprint> {
+            Self::device(device).map(|record| record.fingerprint)
         }
     }
 

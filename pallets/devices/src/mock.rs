@@ -8,6 +8,7 @@ use frame_support::{
 };
 use frame_system::{EnsureRoot, EnsureSignedBy};
 use keymesh_pallet_support::CheckedExt;
+use keymesh_primitives::DeviceChange;
 use sp_runtime::BuildStorage;
 
 type Block = frame_system::mocking::MockBlock<Test>;
@@ -37,14 +38,14 @@ frame_support::parameter_types! {
 pub type OperatorOrigin = EitherOfDiverse<EnsureRoot<u64>, EnsureSignedBy<IsInVec<Operator>, u64>>;
 
 std::thread_local! {
-    pub static REVOKED: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    pub static CHANGED: std::cell::RefCell<Vec<(Vec<u8>, DeviceChange)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Records revocations so tests can check the groups pallet would be told.
-pub struct RecordRevocations;
-impl crate::OnDeviceRevoked for RecordRevocations {
-    fn on_device_revoked(device: &[u8]) -> Weight {
-        REVOKED.with(|r| r.borrow_mut().push(device.to_vec()));
+/// Records device changes so tests can check the groups pallet would be told.
+pub struct RecordChanges;
+impl crate::OnDeviceChanged for RecordChanges {
+    fn on_device_changed(device: &[u8], change: DeviceChange) -> Weight {
+        CHANGED.with(|r| r.borrow_mut().push((device.to_vec(), change)));
         Weight::from_parts(1_000, 0)
     }
     fn max_weight() -> Weight {
@@ -60,7 +61,7 @@ impl pallet_devices::Config for Test {
     type RuntimeEvent = RuntimeEvent;
     type OperatorOrigin = OperatorOrigin;
     type MaxKeyHistory = MaxKeyHistory;
-    type OnRevoked = RecordRevocations;
+    type OnChanged = RecordChanges;
     type WeightInfo = ();
 }
 

@@ -1,5 +1,6 @@
 use crate::{
-    mock::*, DeviceId, DeviceStatus, Devices as DeviceStore, Error, Event, KeyHistory, PublicKeyDer,
+    mock::*, DeviceChange, DeviceId, DeviceStatus, Devices as DeviceStore, Error, Event,
+    KeyHistory, PublicKeyDer,
 };
 use codec::{Decode, Encode};
 use frame_support::{assert_noop, assert_ok};
@@ -279,7 +280,10 @@ fn revocation_is_final_and_tells_the_groups() {
             }
             .into(),
         );
-        assert_eq!(REVOKED.with(|r| r.borrow().clone()), vec![b"1114".to_vec()]);
+        assert_eq!(
+            CHANGED.with(|r| r.borrow().clone()),
+            vec![(b"1114".to_vec(), DeviceChange::Revoked)]
+        );
         assert_noop!(
             Devices::revoke(RuntimeOrigin::signed(OPERATOR), id("1114")),
             Error::<Test>::DeviceRevoked
@@ -412,5 +416,36 @@ fn the_v1_migration_indexes_owners_once() {
         crate::migrations::v1::IndexOwners::<Test>::on_runtime_upgrade();
         assert_eq!(crate::OwnedDevices::<Test>::get(OWNER), 5);
         crate::OwnedDevices::<Test>::insert(OWNER, 1);
+    });
+}
+
+#[test]
+fn rotation_suspension_and_resumption_tell_the_groups() {
+    new_test_ext().execute_with(|| {
+        register("1111", KEY_A);
+        assert_ok!(Devices::rotate_key(
+            RuntimeOrigin::signed(OWNER),
+            id("1111"),
+            key(KEY_B)
+        ));
+        assert_ok!(Devices::suspend(
+            RuntimeOrigin::signed(OPERATOR),
+            id("1111")
+        ));
+        assert_ok!(Devices::resume(RuntimeOrigin::signed(OPERATOR), id("1111")));
+        // A refused call tells nobody.
+        assert_noop!(
+            Devices::resume(RuntimeOrigin::signed(OPERATOR), id("1111")),
+            Error::<Test>::NotSuspended
+        );
+        let told: Vec<_> = CHANGED.with(|r| r.borrow().iter().map(|(_, c)| *c).collect());
+        assert_eq!(
+            told,
+            vec![
+                DeviceChange::Rotated,
+                DeviceChange::Suspended,
+                DeviceChange::Resumed
+            ]
+        );
     });
 }

@@ -49,6 +49,9 @@ impl keymesh_primitives::DeviceDirectory for TestDevices {
             _ => None,
         }
     }
+    fn fingerprint(device: &[u8]) -> Option<keymesh_primitives::Fingerprint> {
+        Self::status(device).map(|_| sp_io::hashing::sha2_256(device))
+    }
 }
 
 /// Group B exists.

@@ -2,8 +2,9 @@
 //! pallet test:
 //! - each group's member count matches its `Members` entries;
 //! - `Members` and `DeviceGroups` agree in both directions;
-//! - wraps exist only for a member, and only for the current and the pending epoch;
-//! - a pending key is for the next epoch;
+//! - wraps exist only for a member, only for the current and the pending epoch, and only
+//!   made to the member's current device key;
+//! - a pending key is for the next epoch, and its count of wraps is right;
 //! - `GroupCount` and `AdministeredGroups` match `Groups`.
 
 use alloc::collections::BTreeMap;
@@ -67,8 +68,17 @@ impl<T: Config> Pallet<T> {
             record.topic_key.as_ref().map(|k| k.epoch).unwrap_or(0) == record.epoch,
             "a group's topic key is not of its epoch"
         );
+        ensure!(
+            record
+                .topic_key
+                .as_ref()
+                .is_none_or(|k| k.members_at <= k.from_block),
+            "a topic key made for a view after its own block"
+        );
         let next = record.epoch.saturating_add(1);
-        for ((epoch, device), _) in EpochWraps::<T>::iter_prefix((id.clone(),)) {
+        let pending = PendingKeys::<T>::get(id);
+        let mut pending_wraps = 0u32;
+        for ((epoch, device), wrap) in EpochWraps::<T>::iter_prefix((id.clone(),)) {
             ensure!(
                 epoch == record.epoch || epoch == next,
                 "a wrap for an epoch that is neither the current nor the pending one"
@@ -77,15 +87,22 @@ impl<T: Config> Pallet<T> {
                 Members::<T>::contains_key(id, &device),
                 "a wrap for a device that is not a member"
             );
+            ensure!(
+                T::Devices::fingerprint(&device) == Some(wrap.device_key),
+                "a wrap made to a key that is not the member's current one"
+            );
+            if epoch == next && pending.as_ref().is_some_and(|p| p.round == wrap.round) {
+                pending_wraps = pending_wraps.saturating_add(1);
+            }
         }
-        if let Some(pending) = PendingKeys::<T>::get(id) {
+        if let Some(pending) = pending {
             ensure!(
                 pending.key.epoch == next,
                 "a pending key that is not for the next epoch"
             );
             ensure!(
-                pending.delivered <= record.members,
-                "a pending key with more wraps than members"
+                pending.delivered == pending_wraps,
+                "a pending key whose count of wraps does not match its wraps"
             );
         }
         Ok(())

@@ -6,17 +6,25 @@
 //!   groups and name each group's admin.
 //! - The admin (or an operator) [`add`](Pallet::add_member)s and
 //!   [`remove`](Pallet::remove_member)s members and sets whether non-members may publish.
-//! - Every membership change asks for a new epoch with one `RekeyRequired` event, at most once
-//!   per group per block however many changes the block holds. A registered key manager (a
-//!   bridge) answers with [`set_epoch_key`](Pallet::set_epoch_key): the new topic public key,
-//!   the topic private key sealed under a fresh epoch key, and that epoch key RSA-OAEP-wrapped
-//!   to each member. A large group's wraps may span several calls; the epoch switches only
-//!   when every current member's wrap is in, so a removed member never gets the next key and
-//!   a new member never gets the past one.
-//! - A revoked device leaves every group it was in (this pallet implements
-//!   [`OnDeviceRevoked`]). In the block of the revocation that emits, per group,
-//!   `MemberRemoved`, a `PendingKeyDiscarded` if a rekey was being assembled, and
-//!   `RekeyRequired` (unless the group already asked in that block).
+//! - A change of a group's readers asks for a new epoch with one `RekeyRequired` event, at
+//!   most once per group per block. The readers change when a member is added or removed,
+//!   and when a member's device is rotated, suspended, resumed or revoked (this pallet
+//!   implements [`OnDeviceChanged`]). A registered key manager (a bridge) answers with
+//!   [`set_epoch_key`](Pallet::set_epoch_key): the new topic public key, the topic private
+//!   key sealed under a fresh epoch key, and that epoch key RSA-OAEP-wrapped to each member's
+//!   current device key, as the members stood at a finalized block (`members_at`).
+//! - Rekeys finish. A large group's wraps span several calls; the epoch switches when every
+//!   member that counts for the key (in the group at `members_at`, unchanged since, active)
+//!   has its wrap in. Changes meanwhile never discard the key: a member that leaves simply
+//!   stops counting, one that joins or changes waits, and the switch asks for the next epoch
+//!   at once. So with one key manager call per block, an epoch switches within
+//!   `ceil(members / MaxWrapsPerCall)` blocks of its first call, however many changes land.
+//! - A member that leaves (or whose key is rotated out, or who is suspended) may hold the
+//!   current key, and the key being assembled. `departed_at` records it; bridges refuse
+//!   topic envelopes while it is after the current key's `members_at`. The runtime refuses
+//!   the current key, and any attempt a key manager dropped, for a later epoch.
+//! - `member_key` serves a member only a wrap made to its device's current key; a suspended
+//!   member gets none until it is resumed and a new epoch is set.
 //!
 //! Storage keeps at most two wraps per member: the current epoch's and the one being
 //! assembled. Older wraps are deleted when an epoch switches or a member leaves.
@@ -46,7 +54,8 @@ use scale_info::TypeInfo;
 
 pub use keymesh_primitives::{
     api::{GroupInfo, KeyCheck, MemberKey, TopicKeyInfo},
-    DeviceDirectory, DeviceStatus, Fingerprint, GroupDirectory, OnDeviceRevoked, Role,
+    DeviceChange, DeviceDirectory, DeviceStatus, Fingerprint, GroupDirectory, OnDeviceChanged,
+    Role,
 };
 
 /// A group or device id as stored: 1 to 64 bytes of `[A-Za-z0-9._-]`.
@@ -57,8 +66,9 @@ pub type PublicKeyDer = BoundedVec<u8, ConstU32<{ keymesh_primitives::MAX_SPKI_L
 pub type SealedKeyOf<T> = BoundedVec<u8, <T as Config>::MaxSealedKeyLen>;
 /// One member's RSA-OAEP wrap of the epoch key.
 pub type WrapOf<T> = BoundedVec<u8, <T as Config>::MaxWrapLen>;
-/// The wraps one `set_epoch_key` call carries: (device, wrap).
-pub type WrapsOf<T> = BoundedVec<(Id, WrapOf<T>), <T as Config>::MaxWrapsPerCall>;
+/// The wraps one `set_epoch_key` call carries: (device, fingerprint of the device key the
+/// wrap was made to, wrap).
+pub type WrapsOf<T> = BoundedVec<(Id, Fingerprint, WrapOf<T>), <T as Config>::MaxWrapsPerCall>;
 
 /// Retired keys remembered per group (see `RetiredKeys`). A key manager would have to
 /// start over this many times after a removal before an old attempt's key could return.
@@ -84,6 +94,9 @@ pub struct TopicKey<T: Config> {
     pub sealed_private_key: SealedKeyOf<T>,
     /// Block from which the key is (or, while pending, was staged to be) current.
     pub from_block: BlockNumberFor<T>,
+    /// The finalized block whose member list the key manager wrapped the key for. Members
+    /// added, or whose device changed, after it are left to the next epoch.
+    pub members_at: BlockNumberFor<T>,
 }
 
 impl<T: Config> From<TopicKey<T>> for TopicKeyInfo<BlockNumberFor<T>> {
@@ -120,13 +133,22 @@ pub struct GroupRecord<T: Config> {
     pub rekey_requested_at: Option<BlockNumberFor<T>>,
     /// Tags the next pending key's wraps, so wraps of a discarded attempt never count.
     pub next_round: u32,
+    /// The last block in which a member was added or removed, or a member's device key or
+    /// status changed. An epoch whose `members_at` is older asks for the next one.
+    pub members_changed_at: Option<BlockNumberFor<T>>,
+    /// The last block in which a reader left: a member removed or revoked, a member's key
+    /// rotated out, or a member suspended. While it is after the current key's
+    /// `members_at`, that key may be held by a device that is no longer a reader.
+    pub departed_at: Option<BlockNumberFor<T>>,
 }
 
 /// One membership.
 #[derive(Clone, PartialEq, Eq, Encode, Decode, TypeInfo, MaxEncodedLen, Debug)]
 pub struct MemberRecord<BlockNumber> {
     pub role: Role,
-    pub added_at: BlockNumber,
+    /// The block the member was added, or its device's key or status last changed. A key
+    /// wrapped for a view older than this does not count for the member.
+    pub since: BlockNumber,
 }
 
 /// A next-epoch key whose wraps are still coming in.
@@ -152,6 +174,8 @@ pub struct PendingKey<T: Config> {
 pub struct EpochWrap<T: Config> {
     /// The attempt (see [`PendingKey::round`]) this wrap belongs to.
     pub round: u32,
+    /// Fingerprint of the device key the wrap was made to.
+    pub device_key: Fingerprint,
     /// The epoch key, RSA-OAEP-SHA256 wrapped to the member's device key.
     pub wrap: WrapOf<T>,
 }
@@ -163,8 +187,10 @@ pub mod pallet {
     use frame_system::pallet_prelude::*;
     use keymesh_primitives::{validate_id, validate_rsa_spki};
 
-    /// The layout of this pallet's storage. 1: `AdministeredGroups` added.
-    pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(1);
+    /// The layout of this pallet's storage. 1: `AdministeredGroups` added. 2: keys record
+    /// their view (`members_at`), groups `members_changed_at` and `departed_at`, wraps
+    /// their `device_key`.
+    pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(2);
 
     #[pallet::pallet]
     #[pallet::storage_version(STORAGE_VERSION)]
@@ -276,7 +302,7 @@ pub mod pallet {
         StorageMap<_, Blake2_128Concat, T::AccountId, u32, ValueQuery>;
 
     #[pallet::event]
-    #[pallet::generate_deposit(pub(super) fn deposit_event)]
+    #[pallet::generate_deposit(pub(crate) fn deposit_event)]
     pub enum Event<T: Config> {
         /// A group was created, without members or key (epoch 0).
         GroupCreated { group: Id, admin: T::AccountId },
@@ -284,7 +310,17 @@ pub mod pallet {
         MemberAdded { group: Id, device: Id, role: Role },
         /// A device left a group (removed, or revoked); it cannot read the next epoch.
         MemberRemoved { group: Id, device: Id },
-        /// The group's members changed: a key manager must set `next_epoch`.
+        /// A member's device was rotated, suspended or resumed: its wrap of the current
+        /// epoch is gone (rotated, suspended), and it reads again from the next epoch
+        /// (rotated, resumed).
+        MemberChanged {
+            group: Id,
+            device: Id,
+            change: DeviceChange,
+        },
+        /// The group's readers changed: a key manager must set `next_epoch`. Emitted by
+        /// the change when no key is pending, else by the epoch switch that the change came
+        /// too late for.
         RekeyRequired { group: Id, next_epoch: u32 },
         /// Whether non-members may publish to the group changed.
         PublishingPolicySet { group: Id, open_to_publishers: bool },
@@ -296,8 +332,8 @@ pub mod pallet {
             delivered: u32,
             members: u32,
         },
-        /// A half-assembled next-epoch key was dropped: the members changed, or a key manager
-        /// started over with another key.
+        /// A half-assembled next-epoch key was dropped: a key manager started over with
+        /// another key.
         PendingKeyDiscarded { group: Id, epoch: u32 },
         /// The group switched to `epoch`; topic envelopes must now be sealed to `fingerprint`.
         GroupKeyRotated {
@@ -349,11 +385,13 @@ pub mod pallet {
         InvalidSealedKey,
         /// A wrap is shorter than an RSA-2048 ciphertext.
         InvalidWrap,
-        /// A wrap names a device that is not a member (a surplus wrap).
-        WrapForNonMember,
+        /// A wrap names a device key that is not the member's current one.
+        WrapForOtherKey,
+        /// `members_at` is after the current block.
+        ViewFromTheFuture,
         /// This member's wrap for the pending key is already in.
         DuplicateWrap,
-        /// The call carries no wraps, and the group has members.
+        /// The call carries no wraps, and members still need one.
         NoWraps,
         /// The topic key or the sealed key is the current epoch's, or one that was pending
         /// when a member left: a member that left may hold it.
@@ -390,6 +428,8 @@ pub mod pallet {
                     created_at: frame_system::Pallet::<T>::block_number(),
                     rekey_requested_at: None,
                     next_round: 0,
+                    members_changed_at: None,
+                    departed_at: None,
                 },
             );
             GroupCount::<T>::put(count);
@@ -401,8 +441,8 @@ pub mod pallet {
         /// Adds the active device `device` to `group` with `role`.
         ///
         /// Origin: the group's admin, an operator or root. Writes `Members`, `DeviceGroups`,
-        /// `Groups`, and drops any `PendingKeys` entry; emits `MemberAdded`, then
-        /// `PendingKeyDiscarded` and `RekeyRequired` as they apply.
+        /// `Groups`; emits `MemberAdded`, then `RekeyRequired` unless a key is pending (the
+        /// member is then left to the epoch after it) or the group asked in this block.
         #[pallet::call_index(1)]
         #[pallet::weight(T::WeightInfo::add_member())]
         pub fn add_member(
@@ -434,7 +474,7 @@ pub mod pallet {
                 &device,
                 MemberRecord {
                     role,
-                    added_at: frame_system::Pallet::<T>::block_number(),
+                    since: frame_system::Pallet::<T>::block_number(),
                 },
             );
             record.members = record.members.saturating_add(1);
@@ -443,7 +483,7 @@ pub mod pallet {
                 device,
                 role,
             });
-            Self::membership_changed(&group, &mut record, false);
+            Self::membership_changed(&group, &mut record);
             Groups::<T>::insert(&group, record);
             Ok(())
         }
@@ -451,8 +491,9 @@ pub mod pallet {
         /// Removes `device` from `group`, deleting its wraps.
         ///
         /// Origin: the group's admin, an operator or root. Writes `Members`, `EpochWraps`,
-        /// `DeviceGroups`, `Groups`, and drops any `PendingKeys` entry; emits `MemberRemoved`,
-        /// then `PendingKeyDiscarded` and `RekeyRequired` as they apply.
+        /// `DeviceGroups`, `Groups` and the pending key's count; emits `MemberRemoved`, then
+        /// `RekeyRequired` as for `add_member`. A pending key still switches (the member may
+        /// hold it, so the switch asks for the next epoch at once).
         #[pallet::call_index(2)]
         #[pallet::weight(T::WeightInfo::remove_member())]
         pub fn remove_member(origin: OriginFor<T>, group: Id, device: Id) -> DispatchResult {
@@ -501,14 +542,23 @@ pub mod pallet {
         /// Submits (part of) the key of `group`'s next epoch: the topic public key, the topic
         /// private key sealed under a fresh epoch key, and that epoch key wrapped to members.
         ///
-        /// `epoch` must be the group's current epoch + 1. Every call of one attempt carries
-        /// the same topic key and sealed key; a different one starts the attempt over. Each
-        /// wrap must name a current member whose wrap for this attempt is not yet in. When
-        /// every member's wrap is in, the epoch switches.
+        /// `epoch` must be the group's current epoch + 1. `members_at` is the finalized block
+        /// whose member list and device keys the key manager wrapped for. Every call of one
+        /// attempt carries the same topic key, sealed key and `members_at`; anything else
+        /// starts the attempt over (and retires the dropped key). Each wrap names a member
+        /// and the fingerprint of the device key it was made to, which must be the device's
+        /// current key. Wraps for devices that have left, or changed after `members_at`,
+        /// are skipped: the key manager's view is allowed to be that old.
+        ///
+        /// The epoch switches when every member that counts for the attempt (in the group at
+        /// `members_at`, unchanged since, and active) has its wrap in. Membership changes
+        /// meanwhile do not stop the attempt; they are left to the next epoch, which the
+        /// switch asks for with `RekeyRequired`.
         ///
         /// Origin: a registered key manager. Writes `EpochWraps`, `PendingKeys`, `Groups`;
-        /// emits `EpochKeyStaged` while wraps are missing, or `GroupKeyRotated` and one
-        /// `GroupKeyDelivered` per member when the epoch switches.
+        /// emits `PendingKeyDiscarded` when it starts over, then `EpochKeyStaged` while wraps
+        /// are missing, or `GroupKeyRotated`, one `GroupKeyDelivered` per member holding a
+        /// wrap, and `RekeyRequired` if a change came too late for this epoch.
         ///
         /// Operational class: it draws on the block room that normal transactions cannot
         /// take, so no stream of other calls holds a rekey off.
@@ -517,7 +567,8 @@ pub mod pallet {
             T::WeightInfo::set_epoch_key(
                 topic_public_key.len() as u32,
                 wraps.len() as u32,
-                T::MaxMembers::get(),
+                // Members are looked at twice: to tell the key is complete, and to switch.
+                T::MaxMembers::get().saturating_mul(2),
             ),
             DispatchClass::Operational
         ))]
@@ -525,6 +576,7 @@ pub mod pallet {
             origin: OriginFor<T>,
             group: Id,
             epoch: u32,
+            members_at: BlockNumberFor<T>,
             topic_public_key: PublicKeyDer,
             sealed_private_key: SealedKeyOf<T>,
             wraps: WrapsOf<T>,
@@ -537,108 +589,69 @@ pub mod pallet {
                 .checked_add(1)
                 .ok_or(Error::<T>::EpochOverflow)?;
             ensure!(epoch == next, Error::<T>::WrongEpoch);
+            let now = frame_system::Pallet::<T>::block_number();
+            ensure!(members_at <= now, Error::<T>::ViewFromTheFuture);
             validate_rsa_spki(&topic_public_key).map_err(|_| Error::<T>::InvalidKey)?;
             ensure!(
                 sealed_private_key.len() as u32 >= MIN_SEALED_KEY_LEN,
                 Error::<T>::InvalidSealedKey
             );
-            ensure!(
-                !wraps.is_empty() || record.members == 0,
-                Error::<T>::NoWraps
-            );
-            let fingerprint = sp_io::hashing::sha2_256(&topic_public_key);
-            let key_len = topic_public_key.len() as u32;
-            let wrap_count = wraps.len() as u32;
-
-            let mut pending = match PendingKeys::<T>::get(&group) {
-                Some(p)
-                    if p.key.epoch == epoch
-                        && p.key.fingerprint == fingerprint
-                        && p.key.sealed_private_key == sealed_private_key =>
-                {
-                    p
-                }
-                previous => {
-                    ensure!(
-                        Self::is_fresh(&group, &record, &fingerprint, &sealed_private_key),
-                        Error::<T>::KeyNotFresh
-                    );
-                    if let Some(p) = previous {
-                        Self::deposit_event(Event::PendingKeyDiscarded {
-                            group: group.clone(),
-                            epoch: p.key.epoch,
-                        });
-                    }
-                    let round = record.next_round;
-                    record.next_round = round.wrapping_add(1);
-                    PendingKey {
-                        key: TopicKey {
-                            epoch,
-                            public_key: topic_public_key,
-                            fingerprint,
-                            sealed_private_key,
-                            from_block: frame_system::Pallet::<T>::block_number(),
-                        },
-                        round,
-                        delivered: 0,
-                    }
-                }
+            let key = TopicKey {
+                epoch,
+                fingerprint: sp_io::hashing::sha2_256(&topic_public_key),
+                public_key: topic_public_key,
+                sealed_private_key,
+                from_block: now,
+                members_at,
             };
-
-            for (device, wrap) in wraps {
-                ensure!(
-                    Members::<T>::contains_key(&group, &device),
-                    Error::<T>::WrapForNonMember
-                );
+            let key_len = key.public_key.len() as u32;
+            let wrap_count = wraps.len() as u32;
+            let mut pending = Self::attempt(&group, &mut record, key)?;
+            for (device, device_key, wrap) in wraps {
                 ensure!(wrap.len() as u32 >= MIN_WRAP_LEN, Error::<T>::InvalidWrap);
-                let key = (group.clone(), epoch, device);
-                if let Some(existing) = EpochWraps::<T>::get(&key) {
+                let counts = Members::<T>::get(&group, &device)
+                    .is_some_and(|member| Self::counts_for(&device, &member, members_at));
+                if !counts {
+                    continue;
+                }
+                ensure!(
+                    T::Devices::fingerprint(&device) == Some(device_key),
+                    Error::<T>::WrapForOtherKey
+                );
+                let at = (group.clone(), epoch, device);
+                if let Some(existing) = EpochWraps::<T>::get(&at) {
                     ensure!(existing.round != pending.round, Error::<T>::DuplicateWrap);
                 }
+                let round = pending.round;
                 EpochWraps::<T>::insert(
-                    key,
+                    at,
                     EpochWrap {
-                        round: pending.round,
+                        round,
+                        device_key,
                         wrap,
                     },
                 );
                 pending.delivered = pending.delivered.saturating_add(1);
             }
 
-            if pending.delivered < record.members {
+            let (complete, visited) = Self::attempt_complete(&group, &pending);
+            // An empty call may only switch an epoch no member needs a wrap for.
+            ensure!(complete || wrap_count > 0, Error::<T>::NoWraps);
+            if !complete {
                 Self::deposit_event(Event::EpochKeyStaged {
                     group: group.clone(),
                     epoch,
-                    fingerprint,
+                    fingerprint: pending.key.fingerprint,
                     delivered: pending.delivered,
                     members: record.members,
                 });
                 PendingKeys::<T>::insert(&group, pending);
                 Groups::<T>::insert(&group, record);
-                return Ok(Some(T::WeightInfo::set_epoch_key(key_len, wrap_count, 0)).into());
+                return Ok(Some(T::WeightInfo::set_epoch_key(key_len, wrap_count, visited)).into());
             }
-
-            let old_epoch = record.epoch;
-            let members = record.members;
-            let mut key = pending.key;
-            key.from_block = frame_system::Pallet::<T>::block_number();
-            record.epoch = epoch;
-            record.topic_key = Some(key);
-            PendingKeys::<T>::remove(&group);
+            let switched = Self::switch_epoch(&group, &mut record, pending);
             Groups::<T>::insert(&group, record);
-            Self::deposit_event(Event::GroupKeyRotated {
-                group: group.clone(),
-                epoch,
-                fingerprint,
-            });
-            for device in Members::<T>::iter_key_prefix(&group) {
-                EpochWraps::<T>::remove((group.clone(), old_epoch, device.clone()));
-                Self::deposit_event(Event::GroupKeyDelivered {
-                    group: group.clone(),
-                    device,
-                    epoch,
-                });
-            }
+            let members = visited.saturating_add(switched);
             Ok(Some(T::WeightInfo::set_epoch_key(key_len, wrap_count, members)).into())
         }
     }
@@ -695,45 +708,196 @@ pub mod pallet {
             });
         }
 
+        /// The pending attempt `key` continues, or a new one it starts. A new attempt's keys
+        /// must be fresh; the attempt it replaces is retired, since its wraps may be out.
+        fn attempt(
+            group: &Id,
+            record: &mut GroupRecord<T>,
+            key: TopicKey<T>,
+        ) -> Result<PendingKey<T>, DispatchError> {
+            let previous = PendingKeys::<T>::get(group);
+            if let Some(p) = previous.as_ref().filter(|p| {
+                p.key.epoch == key.epoch
+                    && p.key.fingerprint == key.fingerprint
+                    && p.key.sealed_private_key == key.sealed_private_key
+                    && p.key.members_at == key.members_at
+            }) {
+                return Ok(p.clone());
+            }
+            ensure!(
+                Self::is_fresh(group, record, &key.fingerprint, &key.sealed_private_key),
+                Error::<T>::KeyNotFresh
+            );
+            if let Some(p) = previous {
+                Self::retire(group, &p);
+                Self::deposit_event(Event::PendingKeyDiscarded {
+                    group: group.clone(),
+                    epoch: p.key.epoch,
+                });
+            }
+            let round = record.next_round;
+            record.next_round = round.wrapping_add(1);
+            Ok(PendingKey {
+                key,
+                round,
+                delivered: 0,
+            })
+        }
+
+        /// Whether `member` must hold a wrap of a key made for the view at `members_at`: it
+        /// was in the group then, its device has not changed since, and it is active.
+        fn counts_for(
+            device: &Id,
+            member: &MemberRecord<BlockNumberFor<T>>,
+            members_at: BlockNumberFor<T>,
+        ) -> bool {
+            member.since <= members_at && T::Devices::status(device) == Some(DeviceStatus::Active)
+        }
+
+        /// Whether every member that counts for `pending` has its wrap in, and how many
+        /// members were looked at to tell (it stops at the first one missing).
+        fn attempt_complete(group: &Id, pending: &PendingKey<T>) -> (bool, u32) {
+            let mut visited = 0u32;
+            for (device, member) in Members::<T>::iter_prefix(group) {
+                visited = visited.saturating_add(1);
+                if !Self::counts_for(&device, &member, pending.key.members_at) {
+                    continue;
+                }
+                let wrapped = EpochWraps::<T>::get((group.clone(), pending.key.epoch, device))
+                    .is_some_and(|w| w.round == pending.round);
+                if !wrapped {
+                    return (false, visited);
+                }
+            }
+            (true, visited)
+        }
+
+        /// Makes `pending` the current key: deletes the old epoch's wraps and any the
+        /// attempt did not make, and asks for the next epoch if a change came too late for
+        /// this one. Returns the number of members; the caller stores `record`.
+        fn switch_epoch(group: &Id, record: &mut GroupRecord<T>, pending: PendingKey<T>) -> u32 {
+            let now = frame_system::Pallet::<T>::block_number();
+            let old_epoch = record.epoch;
+            let epoch = pending.key.epoch;
+            let members_at = pending.key.members_at;
+            let mut key = pending.key;
+            key.from_block = now;
+            Self::deposit_event(Event::GroupKeyRotated {
+                group: group.clone(),
+                epoch,
+                fingerprint: key.fingerprint,
+            });
+            record.epoch = epoch;
+            record.topic_key = Some(key);
+            PendingKeys::<T>::remove(group);
+            let mut members = 0u32;
+            for device in Members::<T>::iter_key_prefix(group) {
+                members = members.saturating_add(1);
+                EpochWraps::<T>::remove((group.clone(), old_epoch, device.clone()));
+                let at = (group.clone(), epoch, device.clone());
+                match EpochWraps::<T>::get(&at) {
+                    Some(w) if w.round == pending.round => {
+                        Self::deposit_event(Event::GroupKeyDelivered {
+                            group: group.clone(),
+                            device,
+                            epoch,
+                        });
+                    }
+                    Some(_) => EpochWraps::<T>::remove(at),
+                    None => {}
+                }
+            }
+            if record.members_changed_at.is_some_and(|at| at > members_at) {
+                record.rekey_requested_at = Some(now);
+                Self::deposit_event(Event::RekeyRequired {
+                    group: group.clone(),
+                    next_epoch: epoch.saturating_add(1),
+                });
+            }
+            members
+        }
+
+        /// Deletes `device`'s wrap of the pending attempt, if it is in.
+        fn drop_pending_wrap(group: &Id, record: &GroupRecord<T>, device: &Id) {
+            let at = (
+                group.clone(),
+                record.epoch.saturating_add(1),
+                device.clone(),
+            );
+            if EpochWraps::<T>::take(&at).is_none() {
+                return;
+            }
+            PendingKeys::<T>::mutate(group, |pending| {
+                if let Some(p) = pending {
+                    p.delivered = p.delivered.saturating_sub(1);
+                }
+            });
+        }
+
         /// Drops `device`'s membership and wraps; the caller updates `DeviceGroups` and
         /// stores `record`.
         fn leave(group: &Id, record: &mut GroupRecord<T>, device: Id) {
             Members::<T>::remove(group, &device);
             EpochWraps::<T>::remove((group.clone(), record.epoch, device.clone()));
-            EpochWraps::<T>::remove((
-                group.clone(),
-                record.epoch.saturating_add(1),
-                device.clone(),
-            ));
+            Self::drop_pending_wrap(group, record, &device);
             record.members = record.members.saturating_sub(1);
+            record.departed_at = Some(frame_system::Pallet::<T>::block_number());
             Self::deposit_event(Event::MemberRemoved {
                 group: group.clone(),
                 device,
             });
-            Self::membership_changed(group, record, true);
+            Self::membership_changed(group, record);
         }
 
-        /// A membership change makes any half-assembled key stale and asks for a new epoch,
-        /// once per block.
-        /// On a departure (`leaving`), the discarded key is also retired: the member that
-        /// left may hold a wrap of it.
-        fn membership_changed(group: &Id, record: &mut GroupRecord<T>, leaving: bool) {
-            if let Some(pending) = PendingKeys::<T>::take(group) {
-                if leaving {
-                    Self::retire(group, &pending);
-                }
-                Self::deposit_event(Event::PendingKeyDiscarded {
-                    group: group.clone(),
-                    epoch: pending.key.epoch,
-                });
-            }
+        /// Follows a rotation, suspension or resumption of a member's device: its wraps
+        /// go (they were made to a key it no longer uses, or it may no longer read), and it
+        /// counts again only for a key made after this block.
+        fn member_changed(group: &Id, device: &Id, change: DeviceChange) {
+            let Some(mut record) = Groups::<T>::get(group) else {
+                return;
+            };
             let now = frame_system::Pallet::<T>::block_number();
-            if record.rekey_requested_at != Some(now) {
-                record.rekey_requested_at = Some(now);
-                Self::deposit_event(Event::RekeyRequired {
-                    group: group.clone(),
-                    next_epoch: record.epoch.saturating_add(1),
-                });
+            Members::<T>::mutate(group, device, |member| {
+                if let Some(m) = member {
+                    m.since = now;
+                }
+            });
+            EpochWraps::<T>::remove((group.clone(), record.epoch, device.clone()));
+            Self::drop_pending_wrap(group, &record, device);
+            if change != DeviceChange::Resumed {
+                record.departed_at = Some(now);
+            }
+            Self::deposit_event(Event::MemberChanged {
+                group: group.clone(),
+                device: device.clone(),
+                change,
+            });
+            Self::membership_changed(group, &mut record);
+            Groups::<T>::insert(group, record);
+        }
+
+        /// Notes a change of the group's readers and asks for a new epoch, once per block.
+        /// While a key is pending the request waits: that key switches for the readers it
+        /// was made for, and its switch asks for the next epoch.
+        fn membership_changed(group: &Id, record: &mut GroupRecord<T>) {
+            let now = frame_system::Pallet::<T>::block_number();
+            record.members_changed_at = Some(now);
+            if PendingKeys::<T>::contains_key(group) || record.rekey_requested_at == Some(now) {
+                return;
+            }
+            record.rekey_requested_at = Some(now);
+            Self::deposit_event(Event::RekeyRequired {
+                group: group.clone(),
+                next_epoch: record.epoch.saturating_add(1),
+            });
+        }
+
+        /// Whether a device that is no longer a reader may hold `record`'s current key: one
+        /// left after the view the key was made for. Bridges refuse topic envelopes then.
+        pub fn departed_may_read(record: &GroupRecord<T>) -> bool {
+            match (&record.topic_key, record.departed_at) {
+                (Some(key), Some(departed)) => departed > key.members_at,
+                _ => false,
             }
         }
 
@@ -766,8 +930,11 @@ pub mod pallet {
             let device: Id = device.to_vec().try_into().ok()?;
             let member = Members::<T>::get(&group, &device)?;
             let record = Groups::<T>::get(&group)?;
-            let wrapped_epoch_key =
-                EpochWraps::<T>::get((group, record.epoch, device)).map(|w| w.wrap.into_inner());
+            // A wrap made to a key the device no longer has is not served.
+            let current = T::Devices::fingerprint(&device);
+            let wrapped_epoch_key = EpochWraps::<T>::get((group, record.epoch, device))
+                .filter(|w| Some(w.device_key) == current)
+                .map(|w| w.wrap.into_inner());
             Some(MemberKey {
                 role: member.role,
                 topic_key: record.topic_key.map(Into::into),
@@ -796,11 +963,18 @@ pub mod pallet {
         }
     }
 
-    impl<T: Config> OnDeviceRevoked for Pallet<T> {
-        fn on_device_revoked(device: &[u8]) -> Weight {
+    impl<T: Config> OnDeviceChanged for Pallet<T> {
+        fn on_device_changed(device: &[u8], change: DeviceChange) -> Weight {
             let Ok(device) = Id::try_from(device.to_vec()) else {
                 return Weight::zero();
             };
+            if change != DeviceChange::Revoked {
+                let groups = DeviceGroups::<T>::get(&device);
+                for group in &groups {
+                    Self::member_changed(group, &device, change);
+                }
+                return T::WeightInfo::leave_groups(groups.len() as u32);
+            }
             let groups = DeviceGroups::<T>::take(&device);
             let left = groups.len() as u32;
             for group in groups {

@@ -7,7 +7,7 @@ use frame_support::{
 };
 use frame_system::{EnsureRoot, EnsureSignedBy};
 use keymesh_pallet_support::CheckedExt;
-use keymesh_primitives::{DeviceDirectory, DeviceStatus};
+use keymesh_primitives::{DeviceDirectory, DeviceStatus, Fingerprint};
 use sp_runtime::BuildStorage;
 use std::{cell::RefCell, collections::BTreeMap};
 
@@ -45,28 +45,66 @@ impl Contains<u64> for TestKeyManagers {
     }
 }
 
-std::thread_local! {
-    static DEVICES: RefCell<BTreeMap<Vec<u8>, DeviceStatus>> = const { RefCell::new(BTreeMap::new()) };
+/// A mock device: its status and the fingerprint of its current key.
+#[derive(Clone, Copy)]
+struct MockDevice {
+    status: DeviceStatus,
+    fingerprint: Fingerprint,
 }
 
-/// Registers (or re-statuses) a device in the mock registry.
+std::thread_local! {
+    static DEVICES: RefCell<BTreeMap<Vec<u8>, MockDevice>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Registers (or re-statuses) a device in the mock registry, keeping its key.
 pub fn set_device(id: &str, status: DeviceStatus) {
-    DEVICES.with(|d| d.borrow_mut().insert(id.as_bytes().to_vec(), status));
+    DEVICES.with(|d| {
+        let mut devices = d.borrow_mut();
+        let fingerprint = devices
+            .get(id.as_bytes())
+            .map(|m| m.fingerprint)
+            .unwrap_or_else(|| sp_io::hashing::sha2_256(id.as_bytes()));
+        devices.insert(
+            id.as_bytes().to_vec(),
+            MockDevice {
+                status,
+                fingerprint,
+            },
+        );
+    });
+}
+
+/// Gives a registered device a new key in the mock registry.
+pub fn rotate_device(id: &str) {
+    DEVICES.with(|d| {
+        if let Some(m) = d.borrow_mut().get_mut(id.as_bytes()) {
+            m.fingerprint = sp_io::hashing::sha2_256(&m.fingerprint);
+        }
+    });
+}
+
+/// The fingerprint of a device's current key in the mock registry.
+pub fn device_key(id: &str) -> Fingerprint {
+    TestDevices::fingerprint(id.as_bytes()).unwrap_or_default()
 }
 
 pub struct TestDevices;
 impl DeviceDirectory for TestDevices {
     fn status(device: &[u8]) -> Option<DeviceStatus> {
-        DEVICES.with(|d| d.borrow().get(device).copied())
+        DEVICES.with(|d| d.borrow().get(device).map(|m| m.status))
+    }
+    fn fingerprint(device: &[u8]) -> Option<Fingerprint> {
+        DEVICES.with(|d| d.borrow().get(device).map(|m| m.fingerprint))
     }
 }
 
 frame_support::parameter_types! {
-    pub const MaxMembers: u32 = 4;
+    /// Small, so tests reach the limit; a test may raise it.
+    pub static MaxMembers: u32 = 4;
     pub const MaxGroupsPerDevice: u32 = 3;
     pub const MaxSealedKeyLen: u32 = 4096;
     pub const MaxWrapLen: u32 = 512;
-    pub const MaxWrapsPerCall: u32 = 3;
+    pub static MaxWrapsPerCall: u32 = 3;
 }
 
 impl pallet_groups::Config for Test {
@@ -90,6 +128,8 @@ pub fn new_test_ext() -> CheckedExt {
         .unwrap();
     let mut ext = sp_io::TestExternalities::new(storage);
     DEVICES.with(|d| d.borrow_mut().clear());
+    MaxMembers::set(4);
+    MaxWrapsPerCall::set(3);
     for id in ["1111", "1112", "1113", "1114", "1115", "1116"] {
         set_device(id, DeviceStatus::Active);
     }

@@ -4,7 +4,7 @@ use crate::{
 };
 use codec::{Decode, Encode};
 use frame_support::{assert_noop, assert_ok};
-use keymesh_primitives::{DeviceStatus, OnDeviceRevoked};
+use keymesh_primitives::{DeviceChange, DeviceStatus, OnDeviceChanged};
 use sp_runtime::DispatchError;
 
 const TOPIC_KEY_1: &[u8] = include_bytes!("../../devices/testdata/rsa2048-1111.der");
@@ -30,7 +30,7 @@ fn wrap(tag: u8) -> WrapOf<Test> {
 fn wraps(devices: &[&str], tag: u8) -> WrapsOf<Test> {
     devices
         .iter()
-        .map(|d| (id(d), wrap(tag)))
+        .map(|d| (id(d), device_key(d), wrap(tag)))
         .collect::<Vec<_>>()
         .try_into()
         .unwrap()
@@ -73,11 +73,33 @@ fn add(group: &str, device: &str, role: Role) {
     assert_ok!(try_add(ADMIN, group, device, role));
 }
 
+/// The key manager's call with a view of the current block.
 fn set_key(group: &str, epoch: u32, topic: &[u8], seal: u8, devices: &[&str], tag: u8) {
+    set_key_for(
+        group,
+        epoch,
+        System::block_number(),
+        topic,
+        seal,
+        devices,
+        tag,
+    );
+}
+
+fn set_key_for(
+    group: &str,
+    epoch: u32,
+    members_at: u64,
+    topic: &[u8],
+    seal: u8,
+    devices: &[&str],
+    tag: u8,
+) {
     assert_ok!(Groups::set_epoch_key(
         RuntimeOrigin::signed(KEY_MANAGER),
         id(group),
         epoch,
+        members_at,
         key(topic),
         sealed(seal),
         wraps(devices, tag)
@@ -448,7 +470,7 @@ fn a_large_group_rekeys_over_several_calls() {
         assert_eq!(Groups::group_info(b"G").unwrap().pending_epoch, Some(1));
 
         next_block();
-        set_key("G", 1, TOPIC_KEY_1, 1, &["1114"], 1);
+        set_key_for("G", 1, 1, TOPIC_KEY_1, 1, &["1114"], 1);
         let events = take_events();
         assert_eq!(
             events[0],
@@ -464,7 +486,7 @@ fn a_large_group_rekeys_over_several_calls() {
 }
 
 #[test]
-fn a_membership_change_mid_rekey_discards_the_pending_key() {
+fn a_removal_mid_rekey_waits_for_the_next_epoch_and_its_keys_are_not_reused() {
     new_test_ext().execute_with(|| {
         full_group();
         set_key("G", 1, TOPIC_KEY_1, 1, &["1111", "1112", "1113"], 1);
@@ -475,64 +497,55 @@ fn a_membership_change_mid_rekey_discards_the_pending_key() {
             id("G"),
             id("1113")
         ));
+        // The attempt goes on: no discard, and the request waits for the switch.
         assert_eq!(
             take_events(),
-            vec![
-                Event::MemberRemoved {
-                    group: id("G"),
-                    device: id("1113")
-                },
-                Event::PendingKeyDiscarded {
-                    group: id("G"),
-                    epoch: 1
-                },
-                Event::RekeyRequired {
-                    group: id("G"),
-                    next_epoch: 1
-                },
-            ]
+            vec![Event::MemberRemoved {
+                group: id("G"),
+                device: id("1113")
+            }]
         );
-        // 1113 may hold a wrap of the discarded attempt (it is in earlier state): neither
-        // its topic key nor its sealed key is taken again.
-        let again = |topic: &[u8], seal: u8| {
-            Groups::set_epoch_key(
-                RuntimeOrigin::signed(KEY_MANAGER),
-                id("G"),
-                1,
-                key(topic),
-                sealed(seal),
-                wraps(&["1114"], 2),
-            )
-        };
-        assert_noop!(again(TOPIC_KEY_1, 1), Error::<Test>::KeyNotFresh);
-        assert_noop!(again(TOPIC_KEY_1, 3), Error::<Test>::KeyNotFresh);
-        assert_noop!(again(TOPIC_KEY_2, 1), Error::<Test>::KeyNotFresh);
-        // A fresh key needs all three remaining wraps; the removed member's is gone.
-        set_key("G", 1, TOPIC_KEY_2, 2, &["1114"], 2);
-        assert_eq!(GroupStore::<Test>::get(id("G")).unwrap().epoch, 0);
-        set_key("G", 1, TOPIC_KEY_2, 2, &["1111", "1112"], 2);
-        assert_eq!(GroupStore::<Test>::get(id("G")).unwrap().epoch, 1);
         assert!(!EpochWraps::<Test>::contains_key((id("G"), 1, id("1113"))));
-        assert_eq!(wrapped("G", "1111"), Some(vec![2; 256]));
-        // Nor may the next epoch reuse the current key.
-        next_block();
-        assert_ok!(Groups::remove_member(
-            RuntimeOrigin::signed(ADMIN),
-            id("G"),
-            id("1114")
-        ));
+        assert_eq!(PendingKeys::<Test>::get(id("G")).unwrap().delivered, 2);
+        // The removed member's wrap, from a view that still had it, is skipped.
+        set_key_for("G", 1, 1, TOPIC_KEY_1, 1, &["1113", "1114"], 1);
+        let events = take_events();
+        assert_eq!(
+            events.len(),
+            5,
+            "rotated, three deliveries, rekey: {events:?}"
+        );
+        assert_eq!(
+            events.last(),
+            Some(&Event::RekeyRequired {
+                group: id("G"),
+                next_epoch: 2
+            })
+        );
+        let record = GroupStore::<Test>::get(id("G")).unwrap();
+        assert_eq!(record.epoch, 1);
+        // 1113 may hold epoch 1's key: it left after the view the key was made for.
+        assert!(Groups::departed_may_read(&record));
+        assert!(!EpochWraps::<Test>::contains_key((id("G"), 1, id("1113"))));
+
+        // Neither the topic key nor the sealed key of epoch 1 may serve epoch 2.
         let next = |topic: &[u8], seal: u8| {
             Groups::set_epoch_key(
                 RuntimeOrigin::signed(KEY_MANAGER),
                 id("G"),
+                2,
                 2,
                 key(topic),
                 sealed(seal),
                 wraps(&["1111"], 3),
             )
         };
-        assert_noop!(next(TOPIC_KEY_2, 4), Error::<Test>::KeyNotFresh);
-        assert_noop!(next(KEY_4096, 2), Error::<Test>::KeyNotFresh);
+        assert_noop!(next(TOPIC_KEY_1, 4), Error::<Test>::KeyNotFresh);
+        assert_noop!(next(KEY_4096, 1), Error::<Test>::KeyNotFresh);
+        set_key("G", 2, TOPIC_KEY_2, 2, &["1111", "1112", "1114"], 2);
+        let record = GroupStore::<Test>::get(id("G")).unwrap();
+        assert_eq!(record.epoch, 2);
+        assert!(!Groups::departed_may_read(&record));
     });
 }
 
@@ -559,6 +572,17 @@ fn another_key_for_the_pending_epoch_starts_over() {
                 },
             ]
         );
+        // The dropped attempt's keys may be out (its wraps were): they are retired.
+        let back = Groups::set_epoch_key(
+            RuntimeOrigin::signed(KEY_MANAGER),
+            id("G"),
+            1,
+            1,
+            key(TOPIC_KEY_1),
+            sealed(1),
+            wraps(&["1111"], 1),
+        );
+        assert_noop!(back, Error::<Test>::KeyNotFresh);
         set_key("G", 1, TOPIC_KEY_2, 2, &["1111", "1112", "1113"], 2);
         assert_eq!(Groups::check_key(b"G", &fp(TOPIC_KEY_2)), KeyCheck::Check);
     });
@@ -573,6 +597,7 @@ fn set_epoch_key_origin_group_and_epoch_errors() {
                 origin,
                 id(group),
                 epoch,
+                1,
                 key(TOPIC_KEY_2),
                 sealed(2),
                 wraps(&["1111", "1112"], 2),
@@ -626,6 +651,7 @@ fn set_epoch_key_refuses_invalid_keys() {
                     RuntimeOrigin::signed(KEY_MANAGER),
                     id("G"),
                     2,
+                    1,
                     key(bad),
                     sealed(2),
                     wraps(&["1111", "1112"], 2)
@@ -645,7 +671,13 @@ fn set_epoch_key_refuses_bad_wrap_sets() {
         let call = |devices: &[&str], wrap_len: usize, sealed_len: usize| {
             let wraps: WrapsOf<Test> = devices
                 .iter()
-                .map(|d| (id(d), vec![3u8; wrap_len].try_into().unwrap()))
+                .map(|d| {
+                    (
+                        id(d),
+                        device_key(d),
+                        vec![3u8; wrap_len].try_into().unwrap(),
+                    )
+                })
                 .collect::<Vec<_>>()
                 .try_into()
                 .unwrap();
@@ -653,15 +685,25 @@ fn set_epoch_key_refuses_bad_wrap_sets() {
                 RuntimeOrigin::signed(KEY_MANAGER),
                 id("G"),
                 2,
+                1,
                 key(TOPIC_KEY_2),
                 vec![7u8; sealed_len].try_into().unwrap(),
                 wraps,
             )
         };
-        // Surplus: a wrap for a device that is not a member.
+        // A wrap made to a key the member does not have.
+        let stale: WrapsOf<Test> = vec![(id("1111"), [9; 32], wrap(3))].try_into().unwrap();
         assert_noop!(
-            call(&["1111", "1112", "1113"], 256, 64),
-            Error::<Test>::WrapForNonMember
+            Groups::set_epoch_key(
+                RuntimeOrigin::signed(KEY_MANAGER),
+                id("G"),
+                2,
+                1,
+                key(TOPIC_KEY_2),
+                sealed(7),
+                stale
+            ),
+            Error::<Test>::WrapForOtherKey
         );
         assert_noop!(
             call(&["1111", "1111"], 256, 64),
@@ -673,13 +715,28 @@ fn set_epoch_key_refuses_bad_wrap_sets() {
             Error::<Test>::InvalidSealedKey
         );
         assert_noop!(call(&[], 256, 64), Error::<Test>::NoWraps);
+        // A view from a block not yet made.
+        assert_noop!(
+            Groups::set_epoch_key(
+                RuntimeOrigin::signed(KEY_MANAGER),
+                id("G"),
+                2,
+                System::block_number() + 1,
+                key(TOPIC_KEY_2),
+                sealed(7),
+                wraps(&["1111"], 3)
+            ),
+            Error::<Test>::ViewFromTheFuture
+        );
         // Incomplete: one wrap stages, a second copy of it is refused, the epoch stays.
         assert_ok!(call(&["1111"], 256, 64));
         assert_noop!(call(&["1111"], 256, 64), Error::<Test>::DuplicateWrap);
         assert_eq!(GroupStore::<Test>::get(id("G")).unwrap().epoch, 1);
         assert_eq!(Groups::check_key(b"G", &fp(TOPIC_KEY_1)), KeyCheck::Check);
-        assert_ok!(call(&["1112"], 256, 64));
+        // A surplus wrap for a non-member is skipped, not stored.
+        assert_ok!(call(&["1112", "1113"], 256, 64));
         assert_eq!(Groups::check_key(b"G", &fp(TOPIC_KEY_2)), KeyCheck::Check);
+        assert!(!EpochWraps::<Test>::contains_key((id("G"), 2, id("1113"))));
     });
 }
 
@@ -688,13 +745,14 @@ fn oversize_arguments_cannot_even_be_decoded() {
     // Bounded arguments fail at decoding, before dispatch: keys over MAX_SPKI_LEN, wraps over
     // MaxWrapLen, sealed keys over MaxSealedKeyLen, more wraps than MaxWrapsPerCall.
     let encode = |key_len: usize, sealed_len: usize, wrap_len: usize, wraps: usize| {
-        let wraps: Vec<(Id, Vec<u8>)> = (0..wraps)
-            .map(|_| (id("1111"), vec![0; wrap_len]))
+        let wraps: Vec<(Id, [u8; 32], Vec<u8>)> = (0..wraps)
+            .map(|_| (id("1111"), [0; 32], vec![0; wrap_len]))
             .collect();
         let mut bytes = vec![1u8, 4u8]; // Groups pallet index in the mock, set_epoch_key.
         (
             id("G"),
             1u32,
+            1u64,
             vec![0u8; key_len],
             vec![0u8; sealed_len],
             wraps,
@@ -720,8 +778,8 @@ fn a_revoked_device_leaves_every_group() {
         next_block();
         take_events();
         set_device("1112", DeviceStatus::Revoked);
-        let used = <Groups as OnDeviceRevoked>::on_device_revoked(b"1112");
-        assert!(used.all_lte(<Groups as OnDeviceRevoked>::max_weight()));
+        let used = <Groups as OnDeviceChanged>::on_device_changed(b"1112", DeviceChange::Revoked);
+        assert!(used.all_lte(<Groups as OnDeviceChanged>::max_weight()));
         assert!(used.ref_time() > 0);
         assert_eq!(
             take_events(),
@@ -755,8 +813,8 @@ fn a_revoked_device_leaves_every_group() {
         );
         // Revoking a device in no group, or an id that cannot exist, changes nothing.
         assert!(take_events().is_empty());
-        <Groups as OnDeviceRevoked>::on_device_revoked(b"1114");
-        <Groups as OnDeviceRevoked>::on_device_revoked(&[b'x'; 65]);
+        <Groups as OnDeviceChanged>::on_device_changed(b"1114", DeviceChange::Revoked);
+        <Groups as OnDeviceChanged>::on_device_changed(&[b'x'; 65], DeviceChange::Rotated);
         assert!(take_events().is_empty());
     });
 }
@@ -809,4 +867,261 @@ fn the_invariants_catch_a_member_count_that_drifted() {
         })
     }));
     assert!(broken.is_err(), "a drifted member count went unnoticed");
+}
+
+/// Tells the pallet what the devices pallet would after changing `device` in the registry.
+fn change_device(device: &str, change: DeviceChange) {
+    match change {
+        DeviceChange::Rotated => rotate_device(device),
+        DeviceChange::Suspended => set_device(device, DeviceStatus::Suspended),
+        DeviceChange::Resumed => set_device(device, DeviceStatus::Active),
+        DeviceChange::Revoked => set_device(device, DeviceStatus::Revoked),
+    }
+    let used = <Groups as OnDeviceChanged>::on_device_changed(device.as_bytes(), change);
+    assert!(used.all_lte(<Groups as OnDeviceChanged>::max_weight()));
+}
+
+#[test]
+fn group_keys_follow_device_keys() {
+    new_test_ext().execute_with(|| {
+        keyed_group();
+        let old_key = device_key("1112");
+        change_device("1112", DeviceChange::Rotated);
+        assert_eq!(
+            take_events(),
+            vec![
+                Event::MemberChanged {
+                    group: id("G"),
+                    device: id("1112"),
+                    change: DeviceChange::Rotated
+                },
+                Event::RekeyRequired {
+                    group: id("G"),
+                    next_epoch: 2
+                },
+            ]
+        );
+        // The wrap made to the old key is gone, and the old key may still read epoch 1.
+        assert_eq!(wrapped("G", "1112"), None);
+        let record = GroupStore::<Test>::get(id("G")).unwrap();
+        assert!(Groups::departed_may_read(&record));
+        // A wrap made to the old key is refused; one to the new key is taken.
+        let to_old: WrapsOf<Test> = vec![(id("1112"), old_key, wrap(2))].try_into().unwrap();
+        assert_noop!(
+            Groups::set_epoch_key(
+                RuntimeOrigin::signed(KEY_MANAGER),
+                id("G"),
+                2,
+                System::block_number(),
+                key(TOPIC_KEY_2),
+                sealed(2),
+                to_old
+            ),
+            Error::<Test>::WrapForOtherKey
+        );
+        set_key("G", 2, TOPIC_KEY_2, 2, &["1111", "1112"], 2);
+        assert_eq!(GroupStore::<Test>::get(id("G")).unwrap().epoch, 2);
+        assert_eq!(wrapped("G", "1112"), Some(vec![2; 256]));
+        let wrap = EpochWraps::<Test>::get((id("G"), 2, id("1112"))).unwrap();
+        assert_eq!(wrap.device_key, device_key("1112"));
+
+        // A suspended member loses its wrap and gets none of the next epoch.
+        next_block();
+        take_events();
+        change_device("1111", DeviceChange::Suspended);
+        assert_eq!(wrapped("G", "1111"), None);
+        set_key("G", 3, TOPIC_KEY_1, 3, &["1111", "1112"], 3);
+        assert_eq!(GroupStore::<Test>::get(id("G")).unwrap().epoch, 3);
+        assert!(!EpochWraps::<Test>::contains_key((id("G"), 3, id("1111"))));
+        // Resumed, it reads again from the epoch after.
+        next_block();
+        take_events();
+        change_device("1111", DeviceChange::Resumed);
+        assert_eq!(
+            take_events(),
+            vec![
+                Event::MemberChanged {
+                    group: id("G"),
+                    device: id("1111"),
+                    change: DeviceChange::Resumed
+                },
+                Event::RekeyRequired {
+                    group: id("G"),
+                    next_epoch: 4
+                },
+            ]
+        );
+        set_key("G", 4, KEY_4096, 4, &["1111", "1112"], 4);
+        assert_eq!(wrapped("G", "1111"), Some(vec![4; 256]));
+    });
+}
+
+#[test]
+fn a_stale_wrap_is_never_served() {
+    new_test_ext().execute_with(|| {
+        keyed_group();
+        // Whatever put it there, a wrap to a key the device no longer has is not served.
+        rotate_device("1111");
+        assert_eq!(wrapped("G", "1111"), None);
+        assert_eq!(wrapped("G", "1112"), Some(vec![1; 256]));
+        // Restore the registry so the invariants (wraps match current keys) hold.
+        EpochWraps::<Test>::mutate((id("G"), 1, id("1111")), |w| {
+            if let Some(w) = w {
+                w.device_key = device_key("1111");
+            }
+        });
+    });
+}
+
+/// The bound: with one key manager call per block, a rekey of a 1,000-member group switches
+/// in the block of its fourth call, while a member is added or removed in every block.
+#[test]
+fn a_rekey_finishes_under_churn_within_ceil_members_over_wraps_per_call_blocks() {
+    new_test_ext().execute_with(|| {
+        MaxMembers::set(1_024);
+        MaxWrapsPerCall::set(256);
+        let device = |n: u32| format!("d{n:04}");
+        for n in 0..1_200 {
+            set_device(&device(n), DeviceStatus::Active);
+        }
+        create("G");
+        let mut members: Vec<u32> = (0..1_000).collect();
+        for n in &members {
+            add("G", &device(*n), Role::Subscriber);
+        }
+        let mut joiner = 1_000u32;
+        let mut topics = [TOPIC_KEY_1, TOPIC_KEY_2, KEY_4096].into_iter().cycle();
+        for epoch in 1..=3u32 {
+            next_block();
+            take_events();
+            // The key manager wraps for the members it sees now (its finalized view).
+            let members_at = System::block_number();
+            let view: Vec<String> = members.iter().map(|n| device(*n)).collect();
+            let first_call = members_at;
+            let topic = topics.next().unwrap();
+            let chunks: Vec<_> = view.chunks(256).collect();
+            for (i, chunk) in chunks.iter().enumerate() {
+                // One membership change per block, in turns: an addition, or a removal of a
+                // member whose wrap is already in (chunks 0, 1) or still to come (2, 3).
+                if System::block_number().is_multiple_of(2) {
+                    let gone = members.remove((i * 256 + 700) % members.len());
+                    assert_ok!(Groups::remove_member(
+                        RuntimeOrigin::signed(ADMIN),
+                        id("G"),
+                        id(&device(gone))
+                    ));
+                } else {
+                    add("G", &device(joiner), Role::Subscriber);
+                    members.push(joiner);
+                    joiner += 1;
+                }
+                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                set_key_for(
+                    "G",
+                    epoch,
+                    members_at,
+                    topic,
+                    epoch as u8,
+                    &refs,
+                    epoch as u8,
+                );
+                if i + 1 < chunks.len() {
+                    assert_eq!(GroupStore::<Test>::get(id("G")).unwrap().epoch, epoch - 1);
+                    next_block();
+                }
+            }
+            let record = GroupStore::<Test>::get(id("G")).unwrap();
+            assert_eq!(record.epoch, epoch, "epoch {epoch} switched");
+            let took = System::block_number() - first_call + 1;
+            assert_eq!(took, 4, "ceil(1000 / 256) = 4 calls, one block each");
+            // The changes during the round wait for the next epoch, which is asked at once.
+            assert!(take_events().contains(&Event::RekeyRequired {
+                group: id("G"),
+                next_epoch: epoch + 1
+            }));
+            // Whoever joined during the round has no wrap of this epoch.
+            let newest = device(joiner - 1);
+            assert!(!EpochWraps::<Test>::contains_key((
+                id("G"),
+                epoch,
+                id(&newest)
+            )));
+        }
+    });
+}
+
+#[test]
+fn the_v2_migration_fails_closed_and_asks_every_group_for_a_new_epoch() {
+    use crate::migrations::v2::{OldGroupRecord, OldTopicKey, RecordKeyViews};
+    use frame_support::traits::{GetStorageVersion, OnRuntimeUpgrade, StorageVersion};
+    new_test_ext().execute_with(|| {
+        keyed_group();
+        create("E");
+        // Rewrite G as v1 stored it, and go back to v1.
+        let record = GroupStore::<Test>::get(id("G")).unwrap();
+        let key = record.topic_key.clone().unwrap();
+        let old = OldGroupRecord::<Test> {
+            admin: record.admin,
+            epoch: record.epoch,
+            topic_key: Some(OldTopicKey {
+                epoch: key.epoch,
+                public_key: key.public_key,
+                fingerprint: key.fingerprint,
+                sealed_private_key: key.sealed_private_key,
+                from_block: key.from_block,
+            }),
+            members: record.members,
+            open_to_publishers: record.open_to_publishers,
+            created_at: record.created_at,
+            rekey_requested_at: record.rekey_requested_at,
+            next_round: record.next_round,
+        };
+        frame_support::storage::unhashed::put(&GroupStore::<Test>::hashed_key_for(id("G")), &old);
+        let empty = GroupStore::<Test>::get(id("E")).unwrap();
+        let old_empty = OldGroupRecord::<Test> {
+            admin: empty.admin,
+            epoch: 0,
+            topic_key: None,
+            members: 0,
+            open_to_publishers: false,
+            created_at: empty.created_at,
+            rekey_requested_at: None,
+            next_round: 0,
+        };
+        frame_support::storage::unhashed::put(
+            &GroupStore::<Test>::hashed_key_for(id("E")),
+            &old_empty,
+        );
+        StorageVersion::new(1).put::<Groups>();
+        next_block();
+        take_events();
+
+        RecordKeyViews::<Test>::on_runtime_upgrade();
+        assert_eq!(Groups::on_chain_storage_version(), StorageVersion::new(2));
+        let record = GroupStore::<Test>::get(id("G")).unwrap();
+        assert_eq!(record.epoch, 1);
+        assert_eq!(
+            record.topic_key.as_ref().unwrap().fingerprint,
+            fp(TOPIC_KEY_1)
+        );
+        assert!(Groups::departed_may_read(&record));
+        assert_eq!(EpochWraps::<Test>::iter().count(), 0);
+        assert_eq!(
+            take_events(),
+            vec![Event::RekeyRequired {
+                group: id("G"),
+                next_epoch: 2
+            }]
+        );
+        let empty = GroupStore::<Test>::get(id("E")).unwrap();
+        assert!(!Groups::departed_may_read(&empty));
+        // It runs once.
+        RecordKeyViews::<Test>::on_runtime_upgrade();
+        assert!(take_events().is_empty());
+        // The new epoch is set as usual, and nobody departed from it.
+        set_key("G", 2, TOPIC_KEY_2, 2, &["1111", "1112"], 2);
+        assert!(!Groups::departed_may_read(
+            &GroupStore::<Test>::get(id("G")).unwrap()
+        ));
+    });
 }

@@ -4,14 +4,15 @@
 //! compute and proof size:
 //! - validating the topic key (DER parse + SHA-256) is priced like `pallet-devices`' key
 //!   check: 10 µs + 40 ns per key byte;
-//! - each wrap in a `set_epoch_key` call costs one `Members` read, one `EpochWraps` read and
-//!   one write, plus 2 µs of compute, and up to 600 bytes of proof;
-//! - when the epoch switches, each member costs one `Members` key read, one `EpochWraps`
-//!   delete and one event (2 µs);
+//! - each wrap in a `set_epoch_key` call costs one `Members` read, one device record read,
+//!   one `EpochWraps` read and one write, plus 2 µs of compute;
+//! - each member looked at (to tell whether the key is complete, and when the epoch
+//!   switches) costs a `Members` read, a device record read, an `EpochWraps` read and a
+//!   delete or event (2 µs);
 //! - leaving a group (removal or revocation) costs reads of `Groups`, `Members`,
 //!   `PendingKeys` and writes of `Members`, two `EpochWraps`, `PendingKeys`, `Groups`.
 //!
-//! `set_epoch_key` is charged up front as if the epoch switched for `MaxMembers` members and
+//! `set_epoch_key` is charged up front as if it looked at `MaxMembers` members twice and
 //! refunded to what it did. Proof sizes take the `MaxEncodedLen` of the records touched.
 
 use core::marker::PhantomData;
@@ -30,8 +31,8 @@ pub trait WeightInfo {
     fn remove_member() -> Weight;
     /// `set_publishing`.
     fn set_publishing() -> Weight;
-    /// `set_epoch_key` with a `k`-byte topic key and `w` wraps, switching the epoch for `m`
-    /// members (`m` = 0 when the epoch does not switch).
+    /// `set_epoch_key` with a `k`-byte topic key and `w` wraps, looking at `m` members (to
+    /// tell whether the key is complete, and again if the epoch switches).
     fn set_epoch_key(k: u32, w: u32, m: u32) -> Weight;
     /// A revoked device leaving `g` groups.
     fn leave_groups(g: u32) -> Weight;
@@ -48,7 +49,9 @@ const PER_DELIVERY_NS: u64 = 2_000;
 /// `MaxEncodedLen` of a group record with a 4096-bit topic key and 4 KiB sealed key, rounded.
 const GROUP_PROOF: u64 = 5_000;
 const MEMBER_PROOF: u64 = 200;
-const WRAP_PROOF: u64 = 600;
+const WRAP_PROOF: u64 = 640;
+/// A device record with a 4096-bit key, rounded.
+const DEVICE_PROOF: u64 = 700;
 /// A device's group list at 16 groups of 65 bytes, rounded.
 const DEVICE_GROUPS_PROOF: u64 = 1_200;
 /// Eight retired (fingerprint, sealed-key hash) pairs.
@@ -106,12 +109,15 @@ impl Formulas {
         let fixed = ns(CALL_BASE_NS + KEY_BASE_NS + KEY_PER_BYTE_NS * k as u64)
             .saturating_add(proof(GROUP_PROOF * 2 + k as u64 + RETIRED_KEYS_PROOF))
             .saturating_add(self.0.reads_writes(3, 2));
+        // Per wrap: the member, the device record (status and key), the wrap.
         let per_wrap = ns(PER_WRAP_NS)
-            .saturating_add(proof(MEMBER_PROOF + WRAP_PROOF))
-            .saturating_add(self.0.reads_writes(2, 1));
+            .saturating_add(proof(MEMBER_PROOF + DEVICE_PROOF + WRAP_PROOF))
+            .saturating_add(self.0.reads_writes(3, 1));
+        // Per member looked at (completeness, then the switch): the member, its device,
+        // its new wrap; at the switch its old wrap is deleted.
         let per_delivery = ns(PER_DELIVERY_NS)
-            .saturating_add(proof(MEMBER_PROOF))
-            .saturating_add(self.0.reads_writes(1, 1));
+            .saturating_add(proof(MEMBER_PROOF + DEVICE_PROOF + WRAP_PROOF))
+            .saturating_add(self.0.reads_writes(3, 1));
         fixed
             .saturating_add(per_wrap.saturating_mul(w as u64))
             .saturating_add(per_delivery.saturating_mul(m as u64))
