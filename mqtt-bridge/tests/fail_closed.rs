@@ -538,12 +538,7 @@ async fn a_failed_set_epoch_key_is_retried_until_it_lands() {
     group_key(&stack, "grp2", 1).await;
     let ferdie = || Value::from_bytes(bridge_key());
     stack
-        .submit(
-            &operator(),
-            "ExchangeLog",
-            "remove_key_manager",
-            vec![ferdie()],
-        )
+        .submit(&operator(), "Groups", "remove_key_manager", vec![ferdie()])
         .await;
     let role = Value::unnamed_variant("Both", []);
     let args = vec![bytes(b"grp2"), bytes(b"1112"), role];
@@ -552,12 +547,7 @@ async fn a_failed_set_epoch_key_is_retried_until_it_lands() {
         .await;
     until_logged(&stack, "epoch 2 of group grp2").await;
     stack
-        .submit(
-            &operator(),
-            "ExchangeLog",
-            "add_key_manager",
-            vec![ferdie()],
-        )
+        .submit(&operator(), "Groups", "add_key_manager", vec![ferdie()])
         .await;
     group_key(&stack, "grp2", 2).await;
 }

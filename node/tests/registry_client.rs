@@ -214,13 +214,14 @@ async fn every_keymesh_event_and_storage_item_decodes_generically() {
     submit(&api, &alice, "Devices", "suspend", vec![bytes(b"2001")]).await;
     submit(&api, &alice, "Devices", "resume", vec![bytes(b"2001")]).await;
 
-    // Exchange log: Alice becomes bridge and key manager; Charlie comes and goes.
-    for call in ["add_bridge", "add_key_manager"] {
-        submit(&api, &alice, "ExchangeLog", call, vec![account(&alice)]).await;
-        submit(&api, &alice, "ExchangeLog", call, vec![account(&charlie)]).await;
-    }
-    for call in ["remove_bridge", "remove_key_manager"] {
-        submit(&api, &alice, "ExchangeLog", call, vec![account(&charlie)]).await;
+    // Alice becomes bridge (exchange log) and key manager (groups); Charlie comes and goes.
+    for (pallet, add, remove) in [
+        ("ExchangeLog", "add_bridge", "remove_bridge"),
+        ("Groups", "add_key_manager", "remove_key_manager"),
+    ] {
+        submit(&api, &alice, pallet, add, vec![account(&alice)]).await;
+        submit(&api, &alice, pallet, add, vec![account(&charlie)]).await;
+        submit(&api, &alice, pallet, remove, vec![account(&charlie)]).await;
     }
     let checked_at = api.at_current_block().await.unwrap().block_number();
     let device = |id: &[u8]| Value::unnamed_variant("Device", [bytes(id)]);

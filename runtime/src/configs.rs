@@ -222,7 +222,7 @@ parameter_types! {
 impl pallet_groups::Config for Runtime {
     type RuntimeEvent = RuntimeEvent;
     type OperatorOrigin = EnsureOperator;
-    type KeyManagers = pallet_exchange_log::IsKeyManager<Runtime>;
+    type MaxKeyManagers = MaxBridges;
     type Devices = Devices;
     type MaxMembers = MaxGroupMembers;
     type MaxGroupsPerDevice = MaxGroupsPerDevice;

@@ -108,7 +108,7 @@ fn call_weights_and_storage_per_device_and_member() {
         println!("storage per device (record + key history of 1 key): {per_device} bytes");
         assert!(per_device < 1_000, "a device takes {per_device} bytes");
 
-        assert!(pallet_exchange_log::Pallet::<Runtime>::add_key_manager(
+        assert!(pallet_groups::Pallet::<Runtime>::add_key_manager(
             RuntimeOrigin::root(),
             key_manager.clone()
         )

@@ -4,8 +4,8 @@
 //! anyone can sign with them. They exist for local work and tests only.
 
 use crate::{
-    AccountId, BalancesConfig, DevicesConfig, ExchangeLogConfig, NodeAuthorizationConfig,
-    OperatorsConfig, RuntimeGenesisConfig, SudoConfig, UNIT,
+    AccountId, BalancesConfig, DevicesConfig, ExchangeLogConfig, GroupsConfig,
+    NodeAuthorizationConfig, OperatorsConfig, RuntimeGenesisConfig, SudoConfig, UNIT,
 };
 use alloc::{string::String, vec, vec::Vec};
 use frame_support::build_struct_json_patch;
@@ -168,6 +168,8 @@ fn genesis(validator_count: usize) -> Value {
         // log and rekeys groups.
         exchange_log: ExchangeLogConfig {
             bridges: vec![DEV_BRIDGE.to_account_id()],
+        },
+        groups: GroupsConfig {
             key_managers: vec![DEV_BRIDGE.to_account_id()],
         },
     })

@@ -25,7 +25,7 @@ impl Contains<AccountId> for KnownSigners {
         <Operators as Contains<AccountId>>::contains(who)
             || pallet_sudo::Key::<Runtime>::get().as_ref() == Some(who)
             || pallet_exchange_log::IsBridge::<Runtime>::contains(who)
-            || pallet_exchange_log::IsKeyManager::<Runtime>::contains(who)
+            || pallet_groups::IsKeyManager::<Runtime>::contains(who)
             || pallet_devices::Pallet::<Runtime>::owns_a_device(who)
             || pallet_groups::Pallet::<Runtime>::administers_a_group(who)
     }

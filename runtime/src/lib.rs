@@ -19,6 +19,7 @@ pub mod configs;
 mod cost_tests;
 pub mod genesis_config_presets;
 pub mod known_signers;
+pub mod migrations;
 #[cfg(test)]
 mod operator_tests;
 
@@ -59,10 +60,10 @@ pub const VERSION: RuntimeVersion = RuntimeVersion {
     spec_name: Cow::Borrowed("keymesh"),
     impl_name: Cow::Borrowed("keymesh"),
     authoring_version: 1,
-    spec_version: 102,
+    spec_version: 103,
     impl_version: 1,
     apis: apis::RUNTIME_API_VERSIONS,
-    transaction_version: 3,
+    transaction_version: 4,
     system_version: 1,
 };
 
@@ -121,6 +122,7 @@ pub type Migrations = (
     pallet_devices::migrations::v1::IndexOwners<Runtime>,
     pallet_groups::migrations::v1::IndexAdmins<Runtime>,
     pallet_groups::migrations::v2::RecordKeyViews<Runtime>,
+    migrations::MoveKeyManagers,
 );
 
 /// Dispatches blocks and extrinsics to the pallets.

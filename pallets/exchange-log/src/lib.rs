@@ -3,8 +3,8 @@
 //! The audit trail. Bridges batch what they did into one [`record`](Pallet::record) call a
 //! block: every envelope they forwarded becomes a `KeyExchanged` event, every envelope they
 //! refused because it was sealed to a key that is not the target's current key becomes a
-//! `KeyMismatch` event. Storage holds only who may write: the registered bridge accounts
-//! and key-manager accounts, managed by root or an operator.
+//! `KeyMismatch` event. Storage holds only who may write: the registered bridge accounts,
+//! managed by root or an operator. (Key managers are the groups pallet's concern.)
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
@@ -97,8 +97,9 @@ pub mod pallet {
     use frame_system::pallet_prelude::*;
 
     /// The layout of this pallet's storage. 1: the first versioned layout (bridges and key
-    /// managers), unchanged from before versions were kept.
-    pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(1);
+    /// managers), unchanged from before versions were kept. 2: key managers moved to
+    /// `pallet-groups` (the runtime's migration moves them).
+    pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(2);
 
     #[pallet::pallet]
     #[pallet::storage_version(STORAGE_VERSION)]
@@ -117,13 +118,13 @@ pub mod pallet {
         /// The overarching event type.
         #[allow(deprecated)]
         type RuntimeEvent: From<Event<Self>> + IsType<<Self as frame_system::Config>::RuntimeEvent>;
-        /// Who may add and remove bridges and key managers. An origin, so the runtime
+        /// Who may add and remove bridges. An origin, so the runtime
         /// decides (root, a membership set, a collective) without this pallet changing.
         type OperatorOrigin: EnsureOrigin<Self::RuntimeOrigin>;
         /// Most records in one `record` call.
         #[pallet::constant]
         type MaxBatch: Get<u32>;
-        /// Most bridge (and most key-manager) accounts.
+        /// Most bridge accounts.
         #[pallet::constant]
         type MaxBridges: Get<u32>;
         /// The device registry: a record's sender, and a device target, must exist.
@@ -137,34 +138,22 @@ pub mod pallet {
     pub type Bridges<T: Config> =
         CountedStorageMap<_, Blake2_128Concat, T::AccountId, (), OptionQuery>;
 
-    /// Accounts allowed to submit group keys (`pallet-groups`' `set_epoch_key`). Written by
-    /// `add_key_manager`/`remove_key_manager`.
-    #[pallet::storage]
-    pub type KeyManagers<T: Config> =
-        CountedStorageMap<_, Blake2_128Concat, T::AccountId, (), OptionQuery>;
-
     #[pallet::genesis_config]
     #[derive(frame_support::DefaultNoBound)]
     pub struct GenesisConfig<T: Config> {
         /// Bridge accounts from genesis (dev chains).
         pub bridges: alloc::vec::Vec<T::AccountId>,
-        /// Key-manager accounts from genesis (dev chains).
-        pub key_managers: alloc::vec::Vec<T::AccountId>,
     }
 
     #[pallet::genesis_build]
     impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
         fn build(&self) {
             assert!(
-                self.bridges.len() as u32 <= T::MaxBridges::get()
-                    && self.key_managers.len() as u32 <= T::MaxBridges::get(),
-                "genesis names at most MaxBridges bridges and key managers"
+                self.bridges.len() as u32 <= T::MaxBridges::get(),
+                "genesis names at most MaxBridges bridges"
             );
             for who in &self.bridges {
                 Bridges::<T>::insert(who, ());
-            }
-            for who in &self.key_managers {
-                KeyManagers::<T>::insert(who, ());
             }
         }
     }
@@ -195,10 +184,6 @@ pub mod pallet {
         BridgeAdded { who: T::AccountId },
         /// `who` may no longer write the log.
         BridgeRemoved { who: T::AccountId },
-        /// `who` may now submit group keys.
-        KeyManagerAdded { who: T::AccountId },
-        /// `who` may no longer submit group keys.
-        KeyManagerRemoved { who: T::AccountId },
     }
 
     #[pallet::error]
@@ -343,39 +328,6 @@ pub mod pallet {
             Self::deposit_event(Event::BridgeRemoved { who });
             Ok(())
         }
-
-        /// Registers a key-manager account. Origin: root or an operator. Writes `KeyManagers`.
-        #[pallet::call_index(3)]
-        #[pallet::weight(membership_weight::<T>())]
-        pub fn add_key_manager(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
-            Self::ensure_operator(origin)?;
-            ensure!(
-                !KeyManagers::<T>::contains_key(&who),
-                Error::<T>::AlreadyRegistered
-            );
-            ensure!(
-                KeyManagers::<T>::count() < T::MaxBridges::get(),
-                Error::<T>::TooMany
-            );
-            KeyManagers::<T>::insert(&who, ());
-            Self::deposit_event(Event::KeyManagerAdded { who });
-            Ok(())
-        }
-
-        /// Unregisters a key-manager account. Origin: root or an operator. Writes
-        /// `KeyManagers`.
-        #[pallet::call_index(4)]
-        #[pallet::weight(membership_weight::<T>())]
-        pub fn remove_key_manager(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
-            Self::ensure_operator(origin)?;
-            ensure!(
-                KeyManagers::<T>::contains_key(&who),
-                Error::<T>::NotRegistered
-            );
-            KeyManagers::<T>::remove(&who);
-            Self::deposit_event(Event::KeyManagerRemoved { who });
-            Ok(())
-        }
     }
 
     impl<T: Config> Pallet<T> {
@@ -392,14 +344,6 @@ pub mod pallet {
     impl<T: Config> Contains<T::AccountId> for IsBridge<T> {
         fn contains(who: &T::AccountId) -> bool {
             Bridges::<T>::contains_key(who)
-        }
-    }
-
-    /// `Contains` view of the key managers, for `pallet-groups`' `Config`.
-    pub struct IsKeyManager<T>(core::marker::PhantomData<T>);
-    impl<T: Config> Contains<T::AccountId> for IsKeyManager<T> {
-        fn contains(who: &T::AccountId) -> bool {
-            KeyManagers::<T>::contains_key(who)
         }
     }
 }

@@ -1,9 +1,7 @@
-use crate::{
-    self as pallet_exchange_log, Bridges, Error, Event, ExchangeRecord, Id, KeyManagers, Target,
-};
+use crate::{self as pallet_exchange_log, Bridges, Error, Event, ExchangeRecord, Id, Target};
 use frame_support::{
     assert_noop, assert_ok, derive_impl,
-    traits::{Contains, EitherOfDiverse, IsInVec},
+    traits::{EitherOfDiverse, IsInVec},
     BoundedVec,
 };
 use frame_system::{EnsureRoot, EnsureSignedBy};
@@ -100,7 +98,7 @@ fn batch(records: Vec<ExchangeRecord<u64>>) -> BoundedVec<ExchangeRecord<u64>, M
 }
 
 #[test]
-fn operators_manage_bridges_and_key_managers() {
+fn operators_manage_bridges() {
     new_test_ext().execute_with(|| {
         assert_noop!(
             ExchangeLog::add_bridge(RuntimeOrigin::signed(STRANGER), BRIDGE),
@@ -125,28 +123,6 @@ fn operators_manage_bridges_and_key_managers() {
         System::assert_last_event(Event::BridgeRemoved { who: 7 }.into());
         assert_noop!(
             ExchangeLog::remove_bridge(RuntimeOrigin::root(), 7),
-            Error::<Test>::NotRegistered
-        );
-
-        assert_ok!(ExchangeLog::add_key_manager(
-            RuntimeOrigin::signed(OPERATOR),
-            BRIDGE
-        ));
-        System::assert_last_event(Event::KeyManagerAdded { who: BRIDGE }.into());
-        assert!(crate::IsKeyManager::<Test>::contains(&BRIDGE));
-        assert!(KeyManagers::<Test>::contains_key(BRIDGE));
-        assert_noop!(
-            ExchangeLog::remove_key_manager(RuntimeOrigin::signed(STRANGER), BRIDGE),
-            Error::<Test>::NotOperator
-        );
-        assert_ok!(ExchangeLog::remove_key_manager(
-            RuntimeOrigin::root(),
-            BRIDGE
-        ));
-        System::assert_last_event(Event::KeyManagerRemoved { who: BRIDGE }.into());
-        assert!(!crate::IsKeyManager::<Test>::contains(&BRIDGE));
-        assert_noop!(
-            ExchangeLog::remove_key_manager(RuntimeOrigin::root(), BRIDGE),
             Error::<Test>::NotRegistered
         );
     });

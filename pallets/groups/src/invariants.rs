@@ -5,7 +5,8 @@
 //! - wraps exist only for a member, only for the current and the pending epoch, and only
 //!   made to the member's current device key;
 //! - a pending key is for the next epoch, and its count of wraps is right;
-//! - `GroupCount` and `AdministeredGroups` match `Groups`.
+//! - `GroupCount` and `AdministeredGroups` match `Groups`;
+//! - the `KeyManagers` counter matches its entries, within `MaxKeyManagers`.
 
 use alloc::collections::BTreeMap;
 
@@ -40,6 +41,11 @@ impl<T: Config> Pallet<T> {
             "a group's admin is missing from AdministeredGroups"
         );
         Self::check_device_groups()?;
+        let key_managers = KeyManagers::<T>::iter_keys().count() as u32;
+        ensure!(
+            key_managers == KeyManagers::<T>::count() && key_managers <= T::MaxKeyManagers::get(),
+            "the KeyManagers counter does not match its entries, or exceeds MaxKeyManagers"
+        );
         ensure!(
             PendingKeys::<T>::iter_keys().all(Groups::<T>::contains_key),
             "a pending key of an unknown group"

@@ -3,7 +3,9 @@
 //! Groups are MQTT topics with a member list and a key per epoch.
 //!
 //! - Operators (whoever the runtime's `OperatorOrigin` admits) [`create`](Pallet::create_group)
-//!   groups and name each group's admin.
+//!   groups and name each group's admin, and keep the registry of key managers
+//!   ([`add_key_manager`](Pallet::add_key_manager), [`remove_key_manager`](Pallet::remove_key_manager)):
+//!   the accounts (bridges) that set group keys.
 //! - The admin (or an operator) [`add`](Pallet::add_member)s and
 //!   [`remove`](Pallet::remove_member)s members and sets whether non-members may publish.
 //! - A change of a group's readers asks for a new epoch with one `RekeyRequired` event, at
@@ -189,8 +191,8 @@ pub mod pallet {
 
     /// The layout of this pallet's storage. 1: `AdministeredGroups` added. 2: keys record
     /// their view (`members_at`), groups `members_changed_at` and `departed_at`, wraps
-    /// their `device_key`.
-    pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(2);
+    /// their `device_key`. 3: `KeyManagers` moved here from the exchange log.
+    pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(3);
 
     #[pallet::pallet]
     #[pallet::storage_version(STORAGE_VERSION)]
@@ -212,13 +214,14 @@ pub mod pallet {
         /// Who may create groups and manage any group. An origin, so the runtime decides
         /// (root, a membership set, a collective) without this pallet changing.
         type OperatorOrigin: EnsureOrigin<Self::RuntimeOrigin>;
-        /// The key managers: accounts that may call `set_epoch_key`.
-        type KeyManagers: Contains<Self::AccountId>;
         /// The device registry: members must be registered, active devices.
         type Devices: DeviceDirectory;
         /// Most members in one group.
         #[pallet::constant]
         type MaxMembers: Get<u32>;
+        /// Most key-manager accounts.
+        #[pallet::constant]
+        type MaxKeyManagers: Get<u32>;
         /// Most groups one device may be in (bounds the work of revoking it).
         #[pallet::constant]
         type MaxGroupsPerDevice: Get<u32>;
@@ -295,6 +298,32 @@ pub mod pallet {
         ValueQuery,
     >;
 
+    /// Accounts that may call `set_epoch_key`: key managers (bridges that rekey). Written by
+    /// `add_key_manager` and `remove_key_manager`.
+    #[pallet::storage]
+    pub type KeyManagers<T: Config> =
+        CountedStorageMap<_, Blake2_128Concat, T::AccountId, (), OptionQuery>;
+
+    #[pallet::genesis_config]
+    #[derive(frame_support::DefaultNoBound)]
+    pub struct GenesisConfig<T: Config> {
+        /// Key-manager accounts from genesis (dev chains).
+        pub key_managers: alloc::vec::Vec<T::AccountId>,
+    }
+
+    #[pallet::genesis_build]
+    impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
+        fn build(&self) {
+            assert!(
+                self.key_managers.len() as u32 <= T::MaxKeyManagers::get(),
+                "genesis names at most MaxKeyManagers key managers"
+            );
+            for who in &self.key_managers {
+                KeyManagers::<T>::insert(who, ());
+            }
+        }
+    }
+
     /// How many groups each account administers, so the runtime can tell a group admin
     /// from a stranger without scanning `Groups`. Written by `create_group`.
     #[pallet::storage]
@@ -343,6 +372,10 @@ pub mod pallet {
         },
         /// `device` holds the epoch key of `epoch`: a key exchange.
         GroupKeyDelivered { group: Id, device: Id, epoch: u32 },
+        /// `who` may now set group keys.
+        KeyManagerAdded { who: T::AccountId },
+        /// `who` may no longer set group keys.
+        KeyManagerRemoved { who: T::AccountId },
     }
 
     #[pallet::error]
@@ -353,6 +386,12 @@ pub mod pallet {
         NotAdminOrOperator,
         /// The caller is not a registered key manager.
         NotKeyManager,
+        /// The account is a key manager already.
+        AlreadyKeyManager,
+        /// The account is not a key manager.
+        UnknownKeyManager,
+        /// There are `MaxKeyManagers` key managers.
+        TooManyKeyManagers,
         /// The id is not 1..64 bytes of `[A-Za-z0-9._-]`.
         InvalidGroupId,
         /// A group with this id exists.
@@ -582,7 +621,10 @@ pub mod pallet {
             wraps: WrapsOf<T>,
         ) -> DispatchResultWithPostInfo {
             let who = ensure_signed(origin)?;
-            ensure!(T::KeyManagers::contains(&who), Error::<T>::NotKeyManager);
+            ensure!(
+                KeyManagers::<T>::contains_key(&who),
+                Error::<T>::NotKeyManager
+            );
             let mut record = Groups::<T>::get(&group).ok_or(Error::<T>::UnknownGroup)?;
             let next = record
                 .epoch
@@ -653,6 +695,43 @@ pub mod pallet {
             Groups::<T>::insert(&group, record);
             let members = visited.saturating_add(switched);
             Ok(Some(T::WeightInfo::set_epoch_key(key_len, wrap_count, members)).into())
+        }
+
+        /// Registers `who` as a key manager: it may call `set_epoch_key`.
+        ///
+        /// Origin: root or an operator. Writes `KeyManagers`; emits `KeyManagerAdded`.
+        #[pallet::call_index(5)]
+        #[pallet::weight(T::WeightInfo::set_key_manager())]
+        pub fn add_key_manager(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
+            Self::ensure_operator(origin)?;
+            ensure!(
+                !KeyManagers::<T>::contains_key(&who),
+                Error::<T>::AlreadyKeyManager
+            );
+            ensure!(
+                KeyManagers::<T>::count() < T::MaxKeyManagers::get(),
+                Error::<T>::TooManyKeyManagers
+            );
+            KeyManagers::<T>::insert(&who, ());
+            Self::deposit_event(Event::KeyManagerAdded { who });
+            Ok(())
+        }
+
+        /// Unregisters the key manager `who`. A key it has pending stays, for another key
+        /// manager to finish or replace.
+        ///
+        /// Origin: root or an operator. Writes `KeyManagers`; emits `KeyManagerRemoved`.
+        #[pallet::call_index(6)]
+        #[pallet::weight(T::WeightInfo::set_key_manager())]
+        pub fn remove_key_manager(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
+            Self::ensure_operator(origin)?;
+            ensure!(
+                KeyManagers::<T>::contains_key(&who),
+                Error::<T>::UnknownKeyManager
+            );
+            KeyManagers::<T>::remove(&who);
+            Self::deposit_event(Event::KeyManagerRemoved { who });
+            Ok(())
         }
     }
 
@@ -954,6 +1033,14 @@ pub mod pallet {
                     expected: key.fingerprint,
                 },
             }
+        }
+    }
+
+    /// `Contains` view of the key managers, for the runtime's signer check.
+    pub struct IsKeyManager<T>(core::marker::PhantomData<T>);
+    impl<T: Config> Contains<T::AccountId> for IsKeyManager<T> {
+        fn contains(who: &T::AccountId) -> bool {
+            KeyManagers::<T>::contains_key(who)
         }
     }
 

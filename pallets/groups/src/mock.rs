@@ -3,7 +3,7 @@
 use crate as pallet_groups;
 use frame_support::{
     derive_impl,
-    traits::{Contains, EitherOfDiverse, IsInVec},
+    traits::{EitherOfDiverse, IsInVec},
 };
 use frame_system::{EnsureRoot, EnsureSignedBy};
 use keymesh_pallet_support::CheckedExt;
@@ -37,13 +37,6 @@ frame_support::parameter_types! {
 
 /// Root or the one operator account, as the KeyMesh runtime wires it.
 pub type OperatorOrigin = EitherOfDiverse<EnsureRoot<u64>, EnsureSignedBy<IsInVec<Operator>, u64>>;
-
-pub struct TestKeyManagers;
-impl Contains<u64> for TestKeyManagers {
-    fn contains(who: &u64) -> bool {
-        *who == KEY_MANAGER
-    }
-}
 
 /// A mock device: its status and the fingerprint of its current key.
 #[derive(Clone, Copy)]
@@ -102,6 +95,7 @@ frame_support::parameter_types! {
     /// Small, so tests reach the limit; a test may raise it.
     pub static MaxMembers: u32 = 4;
     pub const MaxGroupsPerDevice: u32 = 3;
+    pub const MaxKeyManagers: u32 = 2;
     pub const MaxSealedKeyLen: u32 = 4096;
     pub const MaxWrapLen: u32 = 512;
     pub static MaxWrapsPerCall: u32 = 3;
@@ -110,7 +104,7 @@ frame_support::parameter_types! {
 impl pallet_groups::Config for Test {
     type RuntimeEvent = RuntimeEvent;
     type OperatorOrigin = OperatorOrigin;
-    type KeyManagers = TestKeyManagers;
+    type MaxKeyManagers = MaxKeyManagers;
     type Devices = TestDevices;
     type MaxMembers = MaxMembers;
     type MaxGroupsPerDevice = MaxGroupsPerDevice;
@@ -123,9 +117,14 @@ impl pallet_groups::Config for Test {
 /// A fresh chain at block 1 whose registry holds active devices 1111..1116.
 /// The pallet's mock state; `execute_with` checks the invariants after each test.
 pub fn new_test_ext() -> CheckedExt {
-    let storage = frame_system::GenesisConfig::<Test>::default()
+    let mut storage = frame_system::GenesisConfig::<Test>::default()
         .build_storage()
         .unwrap();
+    pallet_groups::GenesisConfig::<Test> {
+        key_managers: vec![KEY_MANAGER],
+    }
+    .assimilate_storage(&mut storage)
+    .unwrap();
     let mut ext = sp_io::TestExternalities::new(storage);
     DEVICES.with(|d| d.borrow_mut().clear());
     MaxMembers::set(4);

@@ -3,7 +3,7 @@ use crate::{
     PendingKeys, PublicKeyDer, Role, SealedKeyOf, WrapOf, WrapsOf,
 };
 use codec::{Decode, Encode};
-use frame_support::{assert_noop, assert_ok};
+use frame_support::{assert_noop, assert_ok, traits::Contains};
 use keymesh_primitives::{DeviceChange, DeviceStatus, OnDeviceChanged};
 use sp_runtime::DispatchError;
 
@@ -1123,5 +1123,58 @@ fn the_v2_migration_fails_closed_and_asks_every_group_for_a_new_epoch() {
         assert!(!Groups::departed_may_read(
             &GroupStore::<Test>::get(id("G")).unwrap()
         ));
+    });
+}
+
+#[test]
+fn operators_manage_key_managers() {
+    new_test_ext().execute_with(|| {
+        assert_noop!(
+            Groups::add_key_manager(RuntimeOrigin::signed(STRANGER), STRANGER),
+            Error::<Test>::NotOperator
+        );
+        assert_noop!(
+            Groups::add_key_manager(RuntimeOrigin::signed(OPERATOR), KEY_MANAGER),
+            Error::<Test>::AlreadyKeyManager
+        );
+        assert_ok!(Groups::add_key_manager(
+            RuntimeOrigin::signed(OPERATOR),
+            ADMIN
+        ));
+        System::assert_last_event(crate::Event::KeyManagerAdded { who: ADMIN }.into());
+        assert!(crate::IsKeyManager::<Test>::contains(&ADMIN));
+        // MaxKeyManagers is 2.
+        assert_noop!(
+            Groups::add_key_manager(RuntimeOrigin::root(), STRANGER),
+            Error::<Test>::TooManyKeyManagers
+        );
+        // A removed key manager may no longer set keys.
+        create("G");
+        add("G", "1111", Role::Both);
+        assert_ok!(Groups::remove_key_manager(
+            RuntimeOrigin::root(),
+            KEY_MANAGER
+        ));
+        System::assert_last_event(crate::Event::KeyManagerRemoved { who: KEY_MANAGER }.into());
+        assert_noop!(
+            Groups::set_epoch_key(
+                RuntimeOrigin::signed(KEY_MANAGER),
+                id("G"),
+                1,
+                1,
+                key(TOPIC_KEY_1),
+                sealed(1),
+                wraps(&["1111"], 1)
+            ),
+            Error::<Test>::NotKeyManager
+        );
+        assert_noop!(
+            Groups::remove_key_manager(RuntimeOrigin::root(), KEY_MANAGER),
+            Error::<Test>::UnknownKeyManager
+        );
+        assert_noop!(
+            Groups::remove_key_manager(RuntimeOrigin::signed(ADMIN), ADMIN),
+            Error::<Test>::NotOperator
+        );
     });
 }

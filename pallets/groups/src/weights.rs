@@ -31,6 +31,8 @@ pub trait WeightInfo {
     fn remove_member() -> Weight;
     /// `set_publishing`.
     fn set_publishing() -> Weight;
+    /// `add_key_manager` or `remove_key_manager`.
+    fn set_key_manager() -> Weight;
     /// `set_epoch_key` with a `k`-byte topic key and `w` wraps, looking at `m` members (to
     /// tell whether the key is complete, and again if the epoch switches).
     fn set_epoch_key(k: u32, w: u32, m: u32) -> Weight;
@@ -54,6 +56,8 @@ const WRAP_PROOF: u64 = 640;
 const DEVICE_PROOF: u64 = 700;
 /// A device's group list at 16 groups of 65 bytes, rounded.
 const DEVICE_GROUPS_PROOF: u64 = 1_200;
+/// A key-manager entry (32-byte account) and the counter, rounded.
+const KEY_MANAGER_PROOF: u64 = 100;
 /// Eight retired (fingerprint, sealed-key hash) pairs.
 const RETIRED_KEYS_PROOF: u64 = 8 * 64 + 8;
 
@@ -99,6 +103,12 @@ impl Formulas {
             .saturating_add(proof(DEVICE_GROUPS_PROOF))
             .saturating_add(self.0.reads_writes(1, 1))
     }
+    pub fn set_key_manager(&self) -> Weight {
+        // The entry and the counter, read and written.
+        ns(CALL_BASE_NS)
+            .saturating_add(proof(KEY_MANAGER_PROOF))
+            .saturating_add(self.0.reads_writes(2, 2))
+    }
     pub fn set_publishing(&self) -> Weight {
         ns(CALL_BASE_NS)
             .saturating_add(proof(GROUP_PROOF))
@@ -143,6 +153,9 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
     fn set_publishing() -> Weight {
         Formulas(T::DbWeight::get()).set_publishing()
     }
+    fn set_key_manager() -> Weight {
+        Formulas(T::DbWeight::get()).set_key_manager()
+    }
     fn set_epoch_key(k: u32, w: u32, m: u32) -> Weight {
         Formulas(T::DbWeight::get()).set_epoch_key(k, w, m)
     }
@@ -164,6 +177,9 @@ impl WeightInfo for () {
     }
     fn set_publishing() -> Weight {
         Formulas(UNIT_DB).set_publishing()
+    }
+    fn set_key_manager() -> Weight {
+        Formulas(UNIT_DB).set_key_manager()
     }
     fn set_epoch_key(k: u32, w: u32, m: u32) -> Weight {
         Formulas(UNIT_DB).set_epoch_key(k, w, m)
