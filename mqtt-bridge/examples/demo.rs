@@ -34,8 +34,8 @@ struct Args {
     /// The bridge's MQTT port on loopback.
     #[arg(long, default_value_t = 1883)]
     mqtt_port: u16,
-    /// The bridge's metrics port on loopback (unused since the agents wait on the
-    /// directory; kept so that `scripts/demo.sh` and older invocations still work).
+    /// The bridge's metrics and health port on loopback: the demo starts once `/readyz`
+    /// says the bridge can forward.
     #[arg(long, default_value_t = 9630)]
     metrics_port: u16,
 }
@@ -243,12 +243,34 @@ async fn cross_group(fleet: &mut Fleet, api: &Api) -> Result<(), String> {
     Ok(())
 }
 
+/// Waits until the bridge can forward. On a chain that has just started, the bridge
+/// rightly refuses everything until a recent block is finalized (`StaleState`).
+async fn bridge_ready(metrics_port: u16) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut told = false;
+    loop {
+        let answer = bridge_http(metrics_port, "/readyz").await;
+        if matches!(answer, Some((200, _))) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("the bridge is not ready: {answer:?}"));
+        }
+        if !told {
+            say("(waiting for the bridge to be ready: a fresh chain needs a finalized block)");
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
     let api = Api::from_insecure_url(format!("ws://127.0.0.1:{}", args.rpc_port))
         .await
         .map_err(|e| format!("no node on port {}: {e}", args.rpc_port))?;
+    bridge_ready(args.metrics_port).await?;
     let mut fleet = Fleet::new()?;
     for id in DEVICES {
         fleet.start(args.mqtt_port, id).await?;
