@@ -184,15 +184,7 @@ impl Follower {
         let current = self.out.snapshot.borrow().clone();
         self.announce_standing(&current, &next);
         // Requests in the skipped blocks are known only from the groups' state.
-        let rekeys: Vec<Rekey> = next
-            .groups
-            .iter()
-            .filter(|(_, g)| g.needs_rekey)
-            .map(|(id, g)| Rekey {
-                group: id.clone(),
-                epoch: g.epoch.saturating_add(1),
-            })
-            .collect();
+        let rekeys = crate::rekey::unanswered(&next);
         self.publish(next);
         for rekey in rekeys {
             self.request_rekey(rekey);

@@ -25,11 +25,26 @@ use crate::{
     write_queue::Write,
 };
 
-/// A group's request for its next epoch.
+/// A group's request for its next epoch. The group's task keys whatever epoch the newest
+/// snapshot says the group needs; `epoch` names the request in logs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rekey {
     pub group: String,
     pub epoch: u32,
+}
+
+/// The requests of every group in `snapshot` whose rekey is unanswered: at start, and after
+/// a gap in which the `RekeyRequired` events themselves were not seen.
+pub fn unanswered(snapshot: &Snapshot) -> Vec<Rekey> {
+    snapshot
+        .groups
+        .iter()
+        .filter(|(_, g)| g.needs_rekey)
+        .map(|(id, g)| Rekey {
+            group: id.clone(),
+            epoch: g.epoch.saturating_add(1),
+        })
+        .collect()
 }
 
 /// Most rekey requests waiting at once.
@@ -53,7 +68,11 @@ pub async fn run(
     let under_way: UnderWay = Arc::new(Mutex::new(HashMap::new()));
     while let Some(rekey) = requests.recv().await {
         let Some(claim) = Claim::take(&under_way, &rekey.group) else {
-            tracing::debug!("group {}: a key is already under way", rekey.group);
+            tracing::debug!(
+                "group {}: a key is already under way; epoch {} is looked at when it is done",
+                rekey.group,
+                rekey.epoch
+            );
             continue;
         };
         tokio::spawn(rekey_group(claim, snapshot.clone(), writes.clone()));

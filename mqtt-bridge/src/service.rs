@@ -279,19 +279,6 @@ async fn serve_health(
     Ok(())
 }
 
-/// The rekey requests a snapshot leaves unanswered.
-fn unanswered_rekeys(snapshot: &Snapshot) -> Vec<rekey::Rekey> {
-    snapshot
-        .groups
-        .iter()
-        .filter(|(_, g)| g.needs_rekey)
-        .map(|(id, g)| rekey::Rekey {
-            group: id.clone(),
-            epoch: g.epoch.saturating_add(1),
-        })
-        .collect()
-}
-
 /// The writer and, if this bridge is a key manager, the keyman; returns the writer's queue
 /// and the keyman's.
 fn spawn_chain_writes(
@@ -310,7 +297,7 @@ fn spawn_chain_writes(
     ));
     let rekeys = settings.keyman.then(|| {
         let (rekey_tx, rekey_rx) = mpsc::channel(rekey::QUEUE);
-        for request in unanswered_rekeys(&views.snapshot.borrow()) {
+        for request in rekey::unanswered(&views.snapshot.borrow()) {
             let _ = rekey_tx.try_send(request);
         }
         tokio::spawn(rekey::run(
