@@ -44,9 +44,7 @@ build_node() {
 wait_rpc() {
     local port="$1" within="$2" i=0
     while [ "$i" -lt "$((within * 10))" ]; do
-        if curl -sf -H 'Content-Type: application/json' \
-            -d '{"id":1,"jsonrpc":"2.0","method":"system_health","params":[]}' \
-            "http://127.0.0.1:$port" >/dev/null 2>&1; then
+        if rpc_call "$port" system_health '[]' >/dev/null 2>&1; then
             return 0
         fi
         sleep 0.1
@@ -55,16 +53,24 @@ wait_rpc() {
     return 1
 }
 
-# Prints the finalized block number of the node on port $1.
-finalized_number() {
-    local port="$1" hash
-    hash=$(curl -sf -H 'Content-Type: application/json' \
-        -d '{"id":1,"jsonrpc":"2.0","method":"chain_getFinalizedHead","params":[]}' \
-        "http://127.0.0.1:$port" | sed -E 's/.*"result":"([^"]+)".*/\1/') || return 1
+# Calls JSON-RPC method $2 with params $3 (a JSON array) on the node on port $1.
+rpc_call() {
     curl -sf -H 'Content-Type: application/json' \
-        -d "{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"chain_getHeader\",\"params\":[\"$hash\"]}" \
-        "http://127.0.0.1:$port" | sed -E 's/.*"number":"0x([0-9a-f]+)".*/\1/' |
-        { read -r hex && echo $((16#$hex)); }
+        -d "{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"$2\",\"params\":$3}" \
+        "http://127.0.0.1:$1"
+}
+
+# Prints the finalized block number of the node on port $1. The answers carry no trailing
+# newline, so the number is cut out with sed, not read line by line.
+finalized_number() {
+    local port="$1" hash hex
+    hash=$(rpc_call "$port" chain_getFinalizedHead '[]' |
+        sed -nE 's/.*"result":"(0x[0-9a-f]+)".*/\1/p') || return 1
+    [ -n "$hash" ] || return 1
+    hex=$(rpc_call "$port" chain_getHeader "[\"$hash\"]" |
+        sed -nE 's/.*"number":"0x([0-9a-f]+)".*/\1/p') || return 1
+    [ -n "$hex" ] || return 1
+    echo $((16#$hex))
 }
 
 # The dev bridge's sr25519 public key (//Ferdie), which devices trust with --trust-bridge.
