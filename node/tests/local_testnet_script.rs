@@ -11,13 +11,13 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::Mutex,
 };
+use tokio::sync::Mutex;
 
 use common::{free_port, node_binary, Rpc};
 
 /// The two tests each run four validators; on two cores they take turns.
-static ONE_NETWORK_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_NETWORK_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/local-testnet.sh")
@@ -89,9 +89,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_script_reports_the_network_up_once_all_four_finalize_and_stops_it() {
-    let _turn = ONE_NETWORK_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let net = Testnet::new(&dir.path().join("testnet"), node_binary());
 
@@ -129,9 +127,7 @@ async fn the_script_reports_the_network_up_once_all_four_finalize_and_stops_it()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn when_finality_never_comes_the_script_prints_the_log_tail_and_keeps_the_logs() {
-    let _turn = ONE_NETWORK_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     // Validators that author blocks but never vote: no block is ever finalized.
     let no_grandpa = dir.path().join("keymesh-node-without-grandpa");

@@ -169,7 +169,7 @@ impl pallet_node_authorization::Config for Runtime {
     type RemoveOrigin = EnsureRoot<AccountId>;
     type SwapOrigin = EnsureRoot<AccountId>;
     type ResetOrigin = EnsureRoot<AccountId>;
-    type WeightInfo = ();
+    type WeightInfo = crate::weights::pallet_node_authorization::WeightInfo<Runtime>;
 }
 
 parameter_types! {
@@ -203,6 +203,9 @@ impl pallet_exchange_log::Config for Runtime {
     type MaxBridges = MaxBridges;
     type Devices = Devices;
     type Groups = Groups;
+    type WeightInfo = pallet_exchange_log::weights::SubstrateWeight<Runtime>;
+    #[cfg(feature = "runtime-benchmarks")]
+    type BenchmarkHelper = crate::benchmarks::Directory;
 }
 
 parameter_types! {
@@ -230,4 +233,6 @@ impl pallet_groups::Config for Runtime {
     type MaxWrapLen = MaxWrapLen;
     type MaxWrapsPerCall = MaxWrapsPerCall;
     type WeightInfo = pallet_groups::weights::SubstrateWeight<Runtime>;
+    #[cfg(feature = "runtime-benchmarks")]
+    type BenchmarkHelper = crate::benchmarks::Directory;
 }

@@ -13,6 +13,10 @@ include!(concat!(env!("OUT_DIR"), "/wasm_binary.rs"));
 
 extern crate alloc;
 
+// Before `apis`: its `define_benchmarks!` defines the macros the `Benchmark` API expands.
+#[cfg(feature = "runtime-benchmarks")]
+#[macro_use]
+pub mod benchmarks;
 pub mod apis;
 pub mod configs;
 #[cfg(test)]
@@ -22,6 +26,7 @@ pub mod known_signers;
 pub mod migrations;
 #[cfg(test)]
 mod operator_tests;
+pub mod weights;
 
 use alloc::{borrow::Cow, vec::Vec};
 use sp_runtime::{
@@ -60,7 +65,7 @@ pub const VERSION: RuntimeVersion = RuntimeVersion {
     spec_name: Cow::Borrowed("keymesh"),
     impl_name: Cow::Borrowed("keymesh"),
     authoring_version: 1,
-    spec_version: 103,
+    spec_version: 104,
     impl_version: 1,
     apis: apis::RUNTIME_API_VERSIONS,
     transaction_version: 4,

@@ -14,6 +14,8 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub use pallet::*;
+#[cfg(feature = "runtime-benchmarks")]
+mod benchmarking;
 pub mod weights;
 pub use weights::WeightInfo;
 
@@ -219,7 +221,7 @@ pub mod pallet {
         /// Origin: root or an operator. Writes `Devices`, `KeyHistory`, `DeviceCount`,
         /// `OwnedDevices`; emits `DeviceRegistered`.
         #[pallet::call_index(0)]
-        #[pallet::weight(T::WeightInfo::register(public_key.len() as u32))]
+        #[pallet::weight(T::WeightInfo::register())]
         pub fn register(
             origin: OriginFor<T>,
             device: DeviceId,
@@ -273,16 +275,12 @@ pub mod pallet {
         /// `OnChanged` emits (the groups pallet: per group, `MemberChanged` and
         /// `RekeyRequired`).
         #[pallet::call_index(1)]
-        #[pallet::weight(
-            T::WeightInfo::rotate_key(public_key.len() as u32)
-                .saturating_add(T::OnChanged::max_weight())
-        )]
+        #[pallet::weight(T::WeightInfo::rotate_key().saturating_add(T::OnChanged::max_weight()))]
         pub fn rotate_key(
             origin: OriginFor<T>,
             device: DeviceId,
             public_key: PublicKeyDer,
         ) -> DispatchResultWithPostInfo {
-            let key_len = public_key.len() as u32;
             let mut record = Devices::<T>::get(&device).ok_or(Error::<T>::UnknownDevice)?;
             Self::ensure_owner_or_operator(origin, &record.owner)?;
             ensure!(
@@ -316,7 +314,7 @@ pub mod pallet {
                 new: fingerprint,
             });
             let extra = T::OnChanged::on_device_changed(&device, DeviceChange::Rotated);
-            Ok(Some(T::WeightInfo::rotate_key(key_len).saturating_add(extra)).into())
+            Ok(Some(T::WeightInfo::rotate_key().saturating_add(extra)).into())
         }
 
         /// Suspends an active device: bridges stop forwarding to and from it.

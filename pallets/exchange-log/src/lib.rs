@@ -11,10 +11,16 @@ extern crate alloc;
 
 pub use pallet::*;
 
+#[cfg(feature = "runtime-benchmarks")]
+pub mod benchmarking;
 #[cfg(any(feature = "try-runtime", test))]
 mod invariants;
 #[cfg(test)]
+mod mock;
+#[cfg(test)]
 mod tests;
+pub mod weights;
+pub use weights::WeightInfo;
 
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use frame_support::{pallet_prelude::ConstU32, BoundedVec};
@@ -67,29 +73,6 @@ pub enum ExchangeRecord<BlockNumber> {
     },
 }
 
-/// Weight of `record`: a read of the caller's registration plus, per record, the sender's
-/// and the target's existence (two reads) and an event deposit (about 2 µs with its
-/// topic-free 200-byte payload). Derived, not benchmarked.
-pub fn record_weight<T: frame_system::Config>(records: u32) -> frame_support::weights::Weight {
-    use frame_support::{traits::Get, weights::Weight};
-    T::DbWeight::get()
-        .reads(1)
-        .saturating_add(Weight::from_parts(10_000_000, 64))
-        .saturating_add(
-            Weight::from_parts(2_000_000, 256)
-                .saturating_add(T::DbWeight::get().reads(2))
-                .saturating_mul(records as u64),
-        )
-}
-
-/// Weight of adding or removing an account: one read and one write.
-pub fn membership_weight<T: frame_system::Config>() -> frame_support::weights::Weight {
-    use frame_support::{traits::Get, weights::Weight};
-    T::DbWeight::get()
-        .reads_writes(1, 1)
-        .saturating_add(Weight::from_parts(5_000_000, 64))
-}
-
 #[frame_support::pallet]
 pub mod pallet {
     use super::*;
@@ -131,6 +114,11 @@ pub mod pallet {
         type Devices: DeviceDirectory;
         /// The group registry: a group target must exist.
         type Groups: GroupDirectory;
+        /// Weights of the calls.
+        type WeightInfo: WeightInfo;
+        /// Registers the devices and groups the benchmarks' records name.
+        #[cfg(feature = "runtime-benchmarks")]
+        type BenchmarkHelper: crate::benchmarking::BenchmarkHelper;
     }
 
     /// Bridge accounts allowed to call `record`. Written by `add_bridge`/`remove_bridge`.
@@ -223,7 +211,7 @@ pub mod pallet {
         /// Operational class: it draws on the block room that normal transactions cannot
         /// take, so no stream of other calls delays the audit trail.
         #[pallet::call_index(0)]
-        #[pallet::weight((record_weight::<T>(batch.len() as u32), DispatchClass::Operational))]
+        #[pallet::weight((T::WeightInfo::record(batch.len() as u32), DispatchClass::Operational))]
         pub fn record(
             origin: OriginFor<T>,
             batch: BoundedVec<ExchangeRecord<BlockNumberFor<T>>, T::MaxBatch>,
@@ -302,7 +290,7 @@ pub mod pallet {
 
         /// Registers a bridge account. Origin: root or an operator. Writes `Bridges`.
         #[pallet::call_index(1)]
-        #[pallet::weight(membership_weight::<T>())]
+        #[pallet::weight(T::WeightInfo::add_bridge())]
         pub fn add_bridge(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
             Self::ensure_operator(origin)?;
             ensure!(
@@ -320,7 +308,7 @@ pub mod pallet {
 
         /// Unregisters a bridge account. Origin: root or an operator. Writes `Bridges`.
         #[pallet::call_index(2)]
-        #[pallet::weight(membership_weight::<T>())]
+        #[pallet::weight(T::WeightInfo::remove_bridge())]
         pub fn remove_bridge(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
             Self::ensure_operator(origin)?;
             ensure!(Bridges::<T>::contains_key(&who), Error::<T>::NotRegistered);

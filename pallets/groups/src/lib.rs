@@ -35,6 +35,8 @@
 extern crate alloc;
 
 pub use pallet::*;
+#[cfg(feature = "runtime-benchmarks")]
+pub mod benchmarking;
 pub mod weights;
 pub use weights::WeightInfo;
 
@@ -236,6 +238,9 @@ pub mod pallet {
         type MaxWrapsPerCall: Get<u32>;
         /// Weights of the calls.
         type WeightInfo: WeightInfo;
+        /// Registers the devices the benchmarks put in groups.
+        #[cfg(feature = "runtime-benchmarks")]
+        type BenchmarkHelper: crate::benchmarking::BenchmarkHelper;
     }
 
     /// Every group, by id. Written by every call; never removed, so ids are not reused.
@@ -285,10 +290,10 @@ pub mod pallet {
     #[pallet::storage]
     pub type GroupCount<T: Config> = StorageValue<_, u32, ValueQuery>;
 
-    /// Keys that were pending in a group when a member left it: (topic key fingerprint,
-    /// SHA-256 of the sealed topic key). The member may hold a wrap of that attempt (it is
-    /// in earlier state), so neither may be used for a later epoch. The newest
-    /// `MAX_RETIRED_KEYS` are kept. Written by `remove_member` and revocation.
+    /// Keys of attempts a key manager dropped: (topic key fingerprint, SHA-256 of the
+    /// sealed topic key). A member that has left since may hold a wrap of such an attempt
+    /// (it is in earlier state), so neither may be used for a later epoch. The newest
+    /// `MAX_RETIRED_KEYS` are kept. Written by `set_epoch_key` when it starts over.
     #[pallet::storage]
     pub type RetiredKeys<T: Config> = StorageMap<
         _,
@@ -604,11 +609,12 @@ pub mod pallet {
         #[pallet::call_index(4)]
         #[pallet::weight((
             T::WeightInfo::set_epoch_key(
-                topic_public_key.len() as u32,
                 wraps.len() as u32,
-                // Members are looked at twice: to tell the key is complete, and to switch.
-                T::MaxMembers::get().saturating_mul(2),
-            ),
+                // The group's other members, each looked at to tell the key is complete and
+                // again to switch.
+                T::MaxMembers::get().saturating_sub(wraps.len() as u32),
+            )
+            .saturating_add(T::WeightInfo::start_attempt()),
             DispatchClass::Operational
         ))]
         pub fn set_epoch_key(
@@ -646,9 +652,8 @@ pub mod pallet {
                 from_block: now,
                 members_at,
             };
-            let key_len = key.public_key.len() as u32;
             let wrap_count = wraps.len() as u32;
-            let mut pending = Self::attempt(&group, &mut record, key)?;
+            let (mut pending, started) = Self::attempt(&group, &mut record, key)?;
             for (device, device_key, wrap) in wraps {
                 ensure!(wrap.len() as u32 >= MIN_WRAP_LEN, Error::<T>::InvalidWrap);
                 let counts = Members::<T>::get(&group, &device)
@@ -689,12 +694,13 @@ pub mod pallet {
                 });
                 PendingKeys::<T>::insert(&group, pending);
                 Groups::<T>::insert(&group, record);
-                return Ok(Some(T::WeightInfo::set_epoch_key(key_len, wrap_count, visited)).into());
+                let others = visited.saturating_sub(wrap_count);
+                return Ok(Some(Self::epoch_key_weight(wrap_count, others, started)).into());
             }
             let switched = Self::switch_epoch(&group, &mut record, pending);
             Groups::<T>::insert(&group, record);
-            let members = visited.saturating_add(switched);
-            Ok(Some(T::WeightInfo::set_epoch_key(key_len, wrap_count, members)).into())
+            let others = visited.max(switched).saturating_sub(wrap_count);
+            Ok(Some(Self::epoch_key_weight(wrap_count, others, started)).into())
         }
 
         /// Registers `who` as a key manager: it may call `set_epoch_key`.
@@ -736,6 +742,18 @@ pub mod pallet {
     }
 
     impl<T: Config> Pallet<T> {
+        /// What a `set_epoch_key` call with `wraps` wraps that looked at `others` other
+        /// members used; a call that started an attempt also paid for the freshness check
+        /// and for retiring the attempt it replaced.
+        fn epoch_key_weight(wraps: u32, others: u32, started: bool) -> Weight {
+            let weight = T::WeightInfo::set_epoch_key(wraps, others);
+            if started {
+                weight.saturating_add(T::WeightInfo::start_attempt())
+            } else {
+                weight
+            }
+        }
+
         fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
             keymesh_pallet_support::ensure_operator::<T, T::OperatorOrigin>(
                 origin,
@@ -787,13 +805,14 @@ pub mod pallet {
             });
         }
 
-        /// The pending attempt `key` continues, or a new one it starts. A new attempt's keys
-        /// must be fresh; the attempt it replaces is retired, since its wraps may be out.
+        /// The pending attempt `key` continues, or a new one it starts (then `true`). A new
+        /// attempt's keys must be fresh; the attempt it replaces is retired, since its wraps
+        /// may be out.
         fn attempt(
             group: &Id,
             record: &mut GroupRecord<T>,
             key: TopicKey<T>,
-        ) -> Result<PendingKey<T>, DispatchError> {
+        ) -> Result<(PendingKey<T>, bool), DispatchError> {
             let previous = PendingKeys::<T>::get(group);
             if let Some(p) = previous.as_ref().filter(|p| {
                 p.key.epoch == key.epoch
@@ -801,7 +820,7 @@ pub mod pallet {
                     && p.key.sealed_private_key == key.sealed_private_key
                     && p.key.members_at == key.members_at
             }) {
-                return Ok(p.clone());
+                return Ok((p.clone(), false));
             }
             ensure!(
                 Self::is_fresh(group, record, &key.fingerprint, &key.sealed_private_key),
@@ -816,11 +835,14 @@ pub mod pallet {
             }
             let round = record.next_round;
             record.next_round = round.wrapping_add(1);
-            Ok(PendingKey {
-                key,
-                round,
-                delivered: 0,
-            })
+            Ok((
+                PendingKey {
+                    key,
+                    round,
+                    delivered: 0,
+                },
+                true,
+            ))
         }
 
         /// Whether `member` must hold a wrap of a key made for the view at `members_at`: it

@@ -112,6 +112,28 @@ impl pallet_groups::Config for Test {
     type MaxWrapLen = MaxWrapLen;
     type MaxWrapsPerCall = MaxWrapsPerCall;
     type WeightInfo = ();
+    #[cfg(feature = "runtime-benchmarks")]
+    type BenchmarkHelper = MockRegistry;
+}
+
+/// Registers the benchmarks' devices in the mock registry.
+#[cfg(feature = "runtime-benchmarks")]
+pub struct MockRegistry;
+#[cfg(feature = "runtime-benchmarks")]
+impl crate::benchmarking::BenchmarkHelper for MockRegistry {
+    fn register_device(device: &crate::Id) -> Fingerprint {
+        let fingerprint = sp_io::hashing::sha2_256(device);
+        DEVICES.with(|d| {
+            d.borrow_mut().insert(
+                device.to_vec(),
+                MockDevice {
+                    status: DeviceStatus::Active,
+                    fingerprint,
+                },
+            )
+        });
+        fingerprint
+    }
 }
 
 /// A fresh chain at block 1 whose registry holds active devices 1111..1116.

@@ -1,192 +1,255 @@
-//! Weights of `pallet-groups`, derived rather than benchmarked.
+//! Weights of `pallet_groups`, generated from its FRAME benchmarks (`src/benchmarking.rs`).
 //!
-//! Each weight = its storage accesses priced by the runtime's `DbWeight` (ParityDB) plus
-//! compute and proof size:
-//! - validating the topic key (DER parse + SHA-256) is priced like `pallet-devices`' key
-//!   check: 10 µs + 40 ns per key byte;
-//! - each wrap in a `set_epoch_key` call costs one `Members` read, one device record read,
-//!   one `EpochWraps` read and one write, plus 2 µs of compute;
-//! - each member looked at (to tell whether the key is complete, and when the epoch
-//!   switches) costs a `Members` read, a device record read, an `EpochWraps` read and a
-//!   delete or event (2 µs);
-//! - leaving a group (removal or revocation) costs reads of `Groups`, `Members`,
-//!   `PendingKeys` and writes of `Members`, two `EpochWraps`, `PendingKeys`, `Groups`.
+//! Do not edit: `scripts/benchmark-weights.sh` writes this file with `frame-omni-bencher`
+//! against the runtime wasm built with `--features runtime-benchmarks`.
+//! Steps `20`, repeat `5`, wasm execution `Compiled`,
+//! bencher 64.0.0, CPU `AMD EPYC`.
 //!
-//! `set_epoch_key` is charged up front as if it looked at `MaxMembers` members twice and
-//! refunded to what it did. Proof sizes take the `MaxEncodedLen` of the records touched.
+//! `SubstrateWeight<T>` prices storage with the runtime's `DbWeight`; `()` (for mocks) with
+//! ParityDB's, the runtime's database. Proof sizes are the benchmarks' worst-case estimates.
+
+#![allow(unused_parens)]
+#![allow(unused_imports)]
 
 use core::marker::PhantomData;
 use frame_support::{
     traits::Get,
-    weights::{constants::WEIGHT_REF_TIME_PER_NANOS, RuntimeDbWeight, Weight},
+    weights::{constants::ParityDbWeight, Weight},
 };
 
-/// Weight functions needed by `pallet-groups`.
+/// Weight functions needed by `pallet_groups`: one per benchmark.
 pub trait WeightInfo {
-    /// `create_group`.
+    /// Benchmark `create_group`.
     fn create_group() -> Weight;
-    /// `add_member`.
+    /// Benchmark `add_member`.
     fn add_member() -> Weight;
-    /// `remove_member`.
+    /// Benchmark `remove_member`.
     fn remove_member() -> Weight;
-    /// `set_publishing`.
+    /// Benchmark `set_publishing`.
     fn set_publishing() -> Weight;
-    /// `add_key_manager` or `remove_key_manager`.
+    /// Benchmark `set_key_manager`.
     fn set_key_manager() -> Weight;
-    /// `set_epoch_key` with a `k`-byte topic key and `w` wraps, looking at `m` members (to
-    /// tell whether the key is complete, and again if the epoch switches).
-    fn set_epoch_key(k: u32, w: u32, m: u32) -> Weight;
-    /// A revoked device leaving `g` groups.
+    /// Benchmark `set_epoch_key`.
+    /// Component `w` was measured over `[1, 256]`.
+    /// Component `m` was measured over `[1, 768]`.
+    fn set_epoch_key(w: u32, m: u32) -> Weight;
+    /// Benchmark `start_attempt`.
+    fn start_attempt() -> Weight;
+    /// Benchmark `leave_groups`.
+    /// Component `g` was measured over `[0, 16]`.
     fn leave_groups(g: u32) -> Weight;
 }
 
-/// Derived weights for a runtime.
+/// Weights measured by the benchmarks, for a runtime.
 pub struct SubstrateWeight<T>(PhantomData<T>);
-
-const KEY_BASE_NS: u64 = 10_000;
-const KEY_PER_BYTE_NS: u64 = 40;
-const CALL_BASE_NS: u64 = 8_000;
-const PER_WRAP_NS: u64 = 2_000;
-const PER_DELIVERY_NS: u64 = 2_000;
-/// `MaxEncodedLen` of a group record with a 4096-bit topic key and 4 KiB sealed key, rounded.
-const GROUP_PROOF: u64 = 5_000;
-const MEMBER_PROOF: u64 = 200;
-const WRAP_PROOF: u64 = 640;
-/// A device record with a 4096-bit key, rounded.
-const DEVICE_PROOF: u64 = 700;
-/// A device's group list at 16 groups of 65 bytes, rounded.
-const DEVICE_GROUPS_PROOF: u64 = 1_200;
-/// A key-manager entry (32-byte account) and the counter, rounded.
-const KEY_MANAGER_PROOF: u64 = 100;
-/// Eight retired (fingerprint, sealed-key hash) pairs.
-const RETIRED_KEYS_PROOF: u64 = 8 * 64 + 8;
-
-fn ns(n: u64) -> Weight {
-    Weight::from_parts(n * WEIGHT_REF_TIME_PER_NANOS, 0)
-}
-
-fn proof(bytes: u64) -> Weight {
-    Weight::from_parts(0, bytes)
-}
-
-/// The formulas, for any database weight.
-pub struct Formulas(pub RuntimeDbWeight);
-
-impl Formulas {
-    pub fn create_group(&self) -> Weight {
-        // Reads and writes: Groups, GroupCount, AdministeredGroups.
-        ns(CALL_BASE_NS)
-            .saturating_add(proof(GROUP_PROOF))
-            .saturating_add(self.0.reads_writes(3, 3))
-    }
-    pub fn add_member(&self) -> Weight {
-        // Reads: Groups, Devices, Members, DeviceGroups, PendingKeys;
-        // writes: Members, DeviceGroups, Groups, PendingKeys.
-        ns(CALL_BASE_NS)
-            .saturating_add(proof(
-                GROUP_PROOF + 1_000 + MEMBER_PROOF + DEVICE_GROUPS_PROOF + GROUP_PROOF,
-            ))
-            .saturating_add(self.0.reads_writes(5, 4))
-    }
-    fn leave(&self) -> Weight {
-        // Reads: Groups, Members, PendingKeys, RetiredKeys; writes: Members, 2 × EpochWraps,
-        // PendingKeys, RetiredKeys, Groups.
-        ns(CALL_BASE_NS)
-            .saturating_add(proof(
-                GROUP_PROOF + MEMBER_PROOF + GROUP_PROOF + RETIRED_KEYS_PROOF,
-            ))
-            .saturating_add(self.0.reads_writes(4, 6))
-    }
-    pub fn remove_member(&self) -> Weight {
-        // Plus the device's group list: one read, one write.
-        self.leave()
-            .saturating_add(proof(DEVICE_GROUPS_PROOF))
-            .saturating_add(self.0.reads_writes(1, 1))
-    }
-    pub fn set_key_manager(&self) -> Weight {
-        // The entry and the counter, read and written.
-        ns(CALL_BASE_NS)
-            .saturating_add(proof(KEY_MANAGER_PROOF))
-            .saturating_add(self.0.reads_writes(2, 2))
-    }
-    pub fn set_publishing(&self) -> Weight {
-        ns(CALL_BASE_NS)
-            .saturating_add(proof(GROUP_PROOF))
-            .saturating_add(self.0.reads_writes(1, 1))
-    }
-    pub fn set_epoch_key(&self, k: u32, w: u32, m: u32) -> Weight {
-        // Fixed: Groups, PendingKeys read and written; RetiredKeys read.
-        let fixed = ns(CALL_BASE_NS + KEY_BASE_NS + KEY_PER_BYTE_NS * k as u64)
-            .saturating_add(proof(GROUP_PROOF * 2 + k as u64 + RETIRED_KEYS_PROOF))
-            .saturating_add(self.0.reads_writes(3, 2));
-        // Per wrap: the member, the device record (status and key), the wrap.
-        let per_wrap = ns(PER_WRAP_NS)
-            .saturating_add(proof(MEMBER_PROOF + DEVICE_PROOF + WRAP_PROOF))
-            .saturating_add(self.0.reads_writes(3, 1));
-        // Per member looked at (completeness, then the switch): the member, its device,
-        // its new wrap; at the switch its old wrap is deleted.
-        let per_delivery = ns(PER_DELIVERY_NS)
-            .saturating_add(proof(MEMBER_PROOF + DEVICE_PROOF + WRAP_PROOF))
-            .saturating_add(self.0.reads_writes(3, 1));
-        fixed
-            .saturating_add(per_wrap.saturating_mul(w as u64))
-            .saturating_add(per_delivery.saturating_mul(m as u64))
-    }
-    pub fn leave_groups(&self, g: u32) -> Weight {
-        // The device's group list is read and removed once.
-        proof(DEVICE_GROUPS_PROOF)
-            .saturating_add(self.0.reads_writes(1, 1))
-            .saturating_add(self.leave().saturating_mul(g as u64))
-    }
-}
-
 impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
+    /// Storage: `Groups::Groups` (r:1 w:1)
+    /// Proof: `Groups::Groups` (`max_values`: None, `max_size`: Some(4891), added: 7366, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::GroupCount` (r:1 w:1)
+    /// Proof: `Groups::GroupCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::AdministeredGroups` (r:1 w:1)
+    /// Proof: `Groups::AdministeredGroups` (`max_values`: None, `max_size`: Some(52), added: 2527, mode: `MaxEncodedLen`)
     fn create_group() -> Weight {
-        Formulas(T::DbWeight::get()).create_group()
+        // Proof size measured: `65`;
+        // estimated: `8356`.
+        // Minimum execution time: 10_305_000 ps.
+        Weight::from_parts(10_926_000, 8356)
+            .saturating_add(T::DbWeight::get().reads(3))
+            .saturating_add(T::DbWeight::get().writes(3))
     }
+    /// Storage: `Groups::Groups` (r:1 w:1)
+    /// Proof: `Groups::Groups` (`max_values`: None, `max_size`: Some(4891), added: 7366, mode: `MaxEncodedLen`)
+    /// Storage: `Operators::Members` (r:1 w:0)
+    /// Proof: `Operators::Members` (`max_values`: Some(1), `max_size`: Some(1025), added: 1520, mode: `MaxEncodedLen`)
+    /// Storage: `Devices::Devices` (r:1 w:0)
+    /// Proof: `Devices::Devices` (`max_values`: None, `max_size`: Some(757), added: 3232, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::Members` (r:1 w:1)
+    /// Proof: `Groups::Members` (`max_values`: None, `max_size`: Some(169), added: 2644, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::DeviceGroups` (r:1 w:1)
+    /// Proof: `Groups::DeviceGroups` (`max_values`: None, `max_size`: Some(1139), added: 3614, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::PendingKeys` (r:1 w:0)
+    /// Proof: `Groups::PendingKeys` (`max_values`: None, `max_size`: Some(4834), added: 7309, mode: `MaxEncodedLen`)
     fn add_member() -> Weight {
-        Formulas(T::DbWeight::get()).add_member()
+        // Proof size measured: `2234`;
+        // estimated: `8356`.
+        // Minimum execution time: 36_335_000 ps.
+        Weight::from_parts(37_837_000, 8356)
+            .saturating_add(T::DbWeight::get().reads(6))
+            .saturating_add(T::DbWeight::get().writes(3))
     }
+    /// Storage: `Groups::Groups` (r:1 w:1)
+    /// Proof: `Groups::Groups` (`max_values`: None, `max_size`: Some(4891), added: 7366, mode: `MaxEncodedLen`)
+    /// Storage: `Operators::Members` (r:1 w:0)
+    /// Proof: `Operators::Members` (`max_values`: Some(1), `max_size`: Some(1025), added: 1520, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::Members` (r:1 w:1)
+    /// Proof: `Groups::Members` (`max_values`: None, `max_size`: Some(169), added: 2644, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::DeviceGroups` (r:1 w:1)
+    /// Proof: `Groups::DeviceGroups` (`max_values`: None, `max_size`: Some(1139), added: 3614, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::EpochWraps` (r:1 w:2)
+    /// Proof: `Groups::EpochWraps` (`max_values`: None, `max_size`: Some(726), added: 3201, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::PendingKeys` (r:1 w:1)
+    /// Proof: `Groups::PendingKeys` (`max_values`: None, `max_size`: Some(4834), added: 7309, mode: `MaxEncodedLen`)
     fn remove_member() -> Weight {
-        Formulas(T::DbWeight::get()).remove_member()
+        // Proof size measured: `11505`;
+        // estimated: `8356`.
+        // Minimum execution time: 48_183_000 ps.
+        Weight::from_parts(50_346_000, 8356)
+            .saturating_add(T::DbWeight::get().reads(6))
+            .saturating_add(T::DbWeight::get().writes(6))
     }
+    /// Storage: `Groups::Groups` (r:1 w:1)
+    /// Proof: `Groups::Groups` (`max_values`: None, `max_size`: Some(4891), added: 7366, mode: `MaxEncodedLen`)
+    /// Storage: `Operators::Members` (r:1 w:0)
+    /// Proof: `Operators::Members` (`max_values`: Some(1), `max_size`: Some(1025), added: 1520, mode: `MaxEncodedLen`)
     fn set_publishing() -> Weight {
-        Formulas(T::DbWeight::get()).set_publishing()
+        // Proof size measured: `288`;
+        // estimated: `8356`.
+        // Minimum execution time: 11_687_000 ps.
+        Weight::from_parts(12_539_000, 8356)
+            .saturating_add(T::DbWeight::get().reads(2))
+            .saturating_add(T::DbWeight::get().writes(1))
     }
+    /// Storage: `Groups::KeyManagers` (r:1 w:1)
+    /// Proof: `Groups::KeyManagers` (`max_values`: None, `max_size`: Some(48), added: 2523, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::CounterForKeyManagers` (r:1 w:1)
+    /// Proof: `Groups::CounterForKeyManagers` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
     fn set_key_manager() -> Weight {
-        Formulas(T::DbWeight::get()).set_key_manager()
+        // Proof size measured: `436`;
+        // estimated: `3513`.
+        // Minimum execution time: 11_237_000 ps.
+        Weight::from_parts(12_238_000, 3513)
+            .saturating_add(T::DbWeight::get().reads(2))
+            .saturating_add(T::DbWeight::get().writes(2))
     }
-    fn set_epoch_key(k: u32, w: u32, m: u32) -> Weight {
-        Formulas(T::DbWeight::get()).set_epoch_key(k, w, m)
+    /// Storage: `Groups::KeyManagers` (r:1 w:0)
+    /// Proof: `Groups::KeyManagers` (`max_values`: None, `max_size`: Some(48), added: 2523, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::Groups` (r:1 w:1)
+    /// Proof: `Groups::Groups` (`max_values`: None, `max_size`: Some(4891), added: 7366, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::PendingKeys` (r:1 w:1)
+    /// Proof: `Groups::PendingKeys` (`max_values`: None, `max_size`: Some(4834), added: 7309, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::Members` (r:1025 w:0)
+    /// Proof: `Groups::Members` (`max_values`: None, `max_size`: Some(169), added: 2644, mode: `MaxEncodedLen`)
+    /// Storage: `Devices::Devices` (r:1024 w:0)
+    /// Proof: `Devices::Devices` (`max_values`: None, `max_size`: Some(757), added: 3232, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::EpochWraps` (r:1024 w:1280)
+    /// Proof: `Groups::EpochWraps` (`max_values`: None, `max_size`: Some(726), added: 3201, mode: `MaxEncodedLen`)
+    fn set_epoch_key(w: u32, m: u32) -> Weight {
+        // Proof size measured: `10704 + m * (184 ±0) + w * (112 ±0)`;
+        // estimated: `8356 + m * (3232 ±0) + w * (3232 ±0)`.
+        // Minimum execution time: 8_455_656_000 ps.
+        Weight::from_parts(0, 8356)
+            // Standard error: 0.
+            .saturating_add(Weight::from_parts(42_149_280, 0).saturating_mul(w.into()))
+            // Standard error: 0.
+            .saturating_add(Weight::from_parts(25_712_543, 0).saturating_mul(m.into()))
+            .saturating_add(T::DbWeight::get().reads(4))
+            .saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(w.into())))
+            .saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(m.into())))
+            .saturating_add(T::DbWeight::get().writes(2))
+            .saturating_add(T::DbWeight::get().writes((2_u64).saturating_mul(w.into())))
+            .saturating_add(T::DbWeight::get().writes((1_u64).saturating_mul(m.into())))
+            .saturating_add(Weight::from_parts(0, 3232).saturating_mul(m.into()))
+            .saturating_add(Weight::from_parts(0, 3232).saturating_mul(w.into()))
     }
+    /// Storage: `Groups::KeyManagers` (r:1 w:0)
+    /// Proof: `Groups::KeyManagers` (`max_values`: None, `max_size`: Some(48), added: 2523, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::Groups` (r:1 w:1)
+    /// Proof: `Groups::Groups` (`max_values`: None, `max_size`: Some(4891), added: 7366, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::PendingKeys` (r:1 w:1)
+    /// Proof: `Groups::PendingKeys` (`max_values`: None, `max_size`: Some(4834), added: 7309, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::RetiredKeys` (r:1 w:1)
+    /// Proof: `Groups::RetiredKeys` (`max_values`: None, `max_size`: Some(595), added: 3070, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::Members` (r:3 w:0)
+    /// Proof: `Groups::Members` (`max_values`: None, `max_size`: Some(169), added: 2644, mode: `MaxEncodedLen`)
+    /// Storage: `Devices::Devices` (r:2 w:0)
+    /// Proof: `Devices::Devices` (`max_values`: None, `max_size`: Some(757), added: 3232, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::EpochWraps` (r:2 w:1)
+    /// Proof: `Groups::EpochWraps` (`max_values`: None, `max_size`: Some(726), added: 3201, mode: `MaxEncodedLen`)
+    fn start_attempt() -> Weight {
+        // Proof size measured: `11623`;
+        // estimated: `8922`.
+        // Minimum execution time: 70_987_000 ps.
+        Weight::from_parts(74_542_000, 8922)
+            .saturating_add(T::DbWeight::get().reads(11))
+            .saturating_add(T::DbWeight::get().writes(4))
+    }
+    /// Storage: `Groups::DeviceGroups` (r:1 w:1)
+    /// Proof: `Groups::DeviceGroups` (`max_values`: None, `max_size`: Some(1139), added: 3614, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::Groups` (r:16 w:16)
+    /// Proof: `Groups::Groups` (`max_values`: None, `max_size`: Some(4891), added: 7366, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::EpochWraps` (r:16 w:32)
+    /// Proof: `Groups::EpochWraps` (`max_values`: None, `max_size`: Some(726), added: 3201, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::PendingKeys` (r:16 w:16)
+    /// Proof: `Groups::PendingKeys` (`max_values`: None, `max_size`: Some(4834), added: 7309, mode: `MaxEncodedLen`)
+    /// Storage: `Groups::Members` (r:0 w:16)
+    /// Proof: `Groups::Members` (`max_values`: None, `max_size`: Some(169), added: 2644, mode: `MaxEncodedLen`)
     fn leave_groups(g: u32) -> Weight {
-        Formulas(T::DbWeight::get()).leave_groups(g)
+        // Proof size measured: `9983 + g * (253 ±0)`;
+        // estimated: `4604 + g * (7366 ±0)`.
+        // Minimum execution time: 3_816_000 ps.
+        Weight::from_parts(8_100_000, 4604)
+            // Standard error: 0.
+            .saturating_add(Weight::from_parts(25_498_500, 0).saturating_mul(g.into()))
+            .saturating_add(T::DbWeight::get().reads(1))
+            .saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(g.into())))
+            .saturating_add(T::DbWeight::get().writes(1))
+            .saturating_add(T::DbWeight::get().writes((5_u64).saturating_mul(g.into())))
+            .saturating_add(Weight::from_parts(0, 7366).saturating_mul(g.into()))
     }
 }
 
-/// For tests: the same formulas with unit database weights.
+/// The same measurements with ParityDB's database weights, for mocks and tests.
 impl WeightInfo for () {
     fn create_group() -> Weight {
-        Formulas(UNIT_DB).create_group()
+        Weight::from_parts(10_926_000, 8356)
+            .saturating_add(ParityDbWeight::get().reads(3))
+            .saturating_add(ParityDbWeight::get().writes(3))
     }
     fn add_member() -> Weight {
-        Formulas(UNIT_DB).add_member()
+        Weight::from_parts(37_837_000, 8356)
+            .saturating_add(ParityDbWeight::get().reads(6))
+            .saturating_add(ParityDbWeight::get().writes(3))
     }
     fn remove_member() -> Weight {
-        Formulas(UNIT_DB).remove_member()
+        Weight::from_parts(50_346_000, 8356)
+            .saturating_add(ParityDbWeight::get().reads(6))
+            .saturating_add(ParityDbWeight::get().writes(6))
     }
     fn set_publishing() -> Weight {
-        Formulas(UNIT_DB).set_publishing()
+        Weight::from_parts(12_539_000, 8356)
+            .saturating_add(ParityDbWeight::get().reads(2))
+            .saturating_add(ParityDbWeight::get().writes(1))
     }
     fn set_key_manager() -> Weight {
-        Formulas(UNIT_DB).set_key_manager()
+        Weight::from_parts(12_238_000, 3513)
+            .saturating_add(ParityDbWeight::get().reads(2))
+            .saturating_add(ParityDbWeight::get().writes(2))
     }
-    fn set_epoch_key(k: u32, w: u32, m: u32) -> Weight {
-        Formulas(UNIT_DB).set_epoch_key(k, w, m)
+    fn set_epoch_key(w: u32, m: u32) -> Weight {
+        Weight::from_parts(0, 8356)
+            .saturating_add(Weight::from_parts(42_149_280, 0).saturating_mul(w.into()))
+            .saturating_add(Weight::from_parts(25_712_543, 0).saturating_mul(m.into()))
+            .saturating_add(ParityDbWeight::get().reads(4))
+            .saturating_add(ParityDbWeight::get().reads((3_u64).saturating_mul(w.into())))
+            .saturating_add(ParityDbWeight::get().reads((3_u64).saturating_mul(m.into())))
+            .saturating_add(ParityDbWeight::get().writes(2))
+            .saturating_add(ParityDbWeight::get().writes((2_u64).saturating_mul(w.into())))
+            .saturating_add(ParityDbWeight::get().writes((1_u64).saturating_mul(m.into())))
+            .saturating_add(Weight::from_parts(0, 3232).saturating_mul(m.into()))
+            .saturating_add(Weight::from_parts(0, 3232).saturating_mul(w.into()))
+    }
+    fn start_attempt() -> Weight {
+        Weight::from_parts(74_542_000, 8922)
+            .saturating_add(ParityDbWeight::get().reads(11))
+            .saturating_add(ParityDbWeight::get().writes(4))
     }
     fn leave_groups(g: u32) -> Weight {
-        Formulas(UNIT_DB).leave_groups(g)
+        Weight::from_parts(8_100_000, 4604)
+            .saturating_add(Weight::from_parts(25_498_500, 0).saturating_mul(g.into()))
+            .saturating_add(ParityDbWeight::get().reads(1))
+            .saturating_add(ParityDbWeight::get().reads((3_u64).saturating_mul(g.into())))
+            .saturating_add(ParityDbWeight::get().writes(1))
+            .saturating_add(ParityDbWeight::get().writes((5_u64).saturating_mul(g.into())))
+            .saturating_add(Weight::from_parts(0, 7366).saturating_mul(g.into()))
     }
 }
-
-const UNIT_DB: RuntimeDbWeight = RuntimeDbWeight { read: 1, write: 1 };
