@@ -1,12 +1,8 @@
 //! A minimal runtime for the pallet's unit tests.
 
 use crate as pallet_devices;
-use frame_support::{
-    derive_impl,
-    traits::{EitherOfDiverse, IsInVec},
-    weights::Weight,
-};
-use frame_system::{EnsureRoot, EnsureSignedBy};
+use frame_support::{derive_impl, weights::Weight};
+pub use keymesh_pallet_support::mock_operator::{OperatorOrigin, OPERATOR};
 use keymesh_pallet_support::CheckedExt;
 use keymesh_primitives::DeviceChange;
 use sp_runtime::BuildStorage;
@@ -25,17 +21,8 @@ impl frame_system::Config for Test {
     type Block = Block;
 }
 
-pub const OPERATOR: u64 = 1;
 pub const OWNER: u64 = 2;
 pub const STRANGER: u64 = 3;
-
-frame_support::parameter_types! {
-    /// The one operator account of the tests.
-    pub Operator: Vec<u64> = vec![OPERATOR];
-}
-
-/// Root or the one operator account, as the KeyMesh runtime wires it.
-pub type OperatorOrigin = EitherOfDiverse<EnsureRoot<u64>, EnsureSignedBy<IsInVec<Operator>, u64>>;
 
 std::thread_local! {
     pub static CHANGED: std::cell::RefCell<Vec<(Vec<u8>, DeviceChange)>> = const { std::cell::RefCell::new(Vec::new()) };

@@ -1,11 +1,8 @@
 //! A minimal runtime for the pallet's unit tests and benchmark tests.
 
 use crate as pallet_exchange_log;
-use frame_support::{
-    derive_impl,
-    traits::{EitherOfDiverse, IsInVec},
-};
-use frame_system::{EnsureRoot, EnsureSignedBy};
+use frame_support::derive_impl;
+pub use keymesh_pallet_support::mock_operator::{OperatorOrigin, OPERATOR};
 use keymesh_pallet_support::CheckedExt;
 use sp_runtime::BuildStorage;
 use std::{cell::RefCell, collections::BTreeSet};
@@ -24,14 +21,8 @@ impl frame_system::Config for Test {
     type Block = Block;
 }
 
-pub const OPERATOR: u64 = 1;
 pub const BRIDGE: u64 = 2;
 pub const STRANGER: u64 = 3;
-
-frame_support::parameter_types! {
-    /// The one operator account of the tests.
-    pub Operator: Vec<u64> = vec![OPERATOR];
-}
 
 frame_support::parameter_types! {
     pub const MaxBatch: u32 = 4;
@@ -74,7 +65,7 @@ impl keymesh_primitives::GroupDirectory for TestGroups {
 
 impl pallet_exchange_log::Config for Test {
     type RuntimeEvent = RuntimeEvent;
-    type OperatorOrigin = EitherOfDiverse<EnsureRoot<u64>, EnsureSignedBy<IsInVec<Operator>, u64>>;
+    type OperatorOrigin = OperatorOrigin;
     type MaxBatch = MaxBatch;
     type MaxBridges = MaxBridges;
     type Devices = TestDevices;

@@ -1,11 +1,8 @@
 //! A minimal runtime for the pallet's unit tests, with a device registry held in a map.
 
 use crate as pallet_groups;
-use frame_support::{
-    derive_impl,
-    traits::{EitherOfDiverse, IsInVec},
-};
-use frame_system::{EnsureRoot, EnsureSignedBy};
+use frame_support::derive_impl;
+pub use keymesh_pallet_support::mock_operator::{OperatorOrigin, OPERATOR};
 use keymesh_pallet_support::CheckedExt;
 use keymesh_primitives::{DeviceDirectory, DeviceStatus, Fingerprint};
 use sp_runtime::BuildStorage;
@@ -25,18 +22,9 @@ impl frame_system::Config for Test {
     type Block = Block;
 }
 
-pub const OPERATOR: u64 = 1;
 pub const ADMIN: u64 = 2;
 pub const STRANGER: u64 = 3;
 pub const KEY_MANAGER: u64 = 4;
-
-frame_support::parameter_types! {
-    /// The one operator account of the tests.
-    pub Operator: Vec<u64> = vec![OPERATOR];
-}
-
-/// Root or the one operator account, as the KeyMesh runtime wires it.
-pub type OperatorOrigin = EitherOfDiverse<EnsureRoot<u64>, EnsureSignedBy<IsInVec<Operator>, u64>>;
 
 /// A mock device: its status and the fingerprint of its current key.
 #[derive(Clone, Copy)]

@@ -44,6 +44,26 @@ where
     }
 }
 
+/// The pallets' mocks' operator: one account, admitted as the KeyMesh runtime admits
+/// operators (root, or a signed account of the operator set).
+#[cfg(any(test, feature = "testing"))]
+pub mod mock_operator {
+    use frame_support::traits::{EitherOfDiverse, IsInVec};
+    use frame_system::{EnsureRoot, EnsureSignedBy};
+
+    /// The mocks' one operator account.
+    pub const OPERATOR: u64 = 1;
+
+    frame_support::parameter_types! {
+        /// The accounts [`OperatorOrigin`] admits besides root.
+        pub Operators: Vec<u64> = vec![OPERATOR];
+    }
+
+    /// Root or [`OPERATOR`].
+    pub type OperatorOrigin =
+        EitherOfDiverse<EnsureRoot<u64>, EnsureSignedBy<IsInVec<Operators>, u64>>;
+}
+
 /// Test externalities that check a pallet's invariants after every `execute_with`, so each
 /// test also shows that what it did leaves storage consistent.
 #[cfg(feature = "testing")]
@@ -78,11 +98,8 @@ impl CheckedExt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use frame_support::{
-        derive_impl,
-        traits::{EitherOfDiverse, IsInVec},
-    };
-    use frame_system::{EnsureRoot, EnsureSignedBy};
+    use crate::mock_operator::OperatorOrigin as Operator;
+    use frame_support::derive_impl;
 
     type Block = frame_system::mocking::MockBlock<Test>;
 
@@ -96,12 +113,6 @@ mod tests {
     impl frame_system::Config for Test {
         type Block = Block;
     }
-
-    frame_support::parameter_types! {
-        pub Operators: Vec<u64> = vec![1];
-    }
-
-    type Operator = EitherOfDiverse<EnsureRoot<u64>, EnsureSignedBy<IsInVec<Operators>, u64>>;
 
     const REFUSED: DispatchError = DispatchError::Other("refused");
 

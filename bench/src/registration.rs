@@ -1,0 +1,93 @@
+//! Registration until finalized. Each sample runs from submitting one `devices.register`
+//! to the node reporting the block that holds it finalized: the wait an operator sees when
+//! onboarding one device, and what the seed paper's registration figure measures.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use subxt::{dynamic::Value, OnlineClient, PolkadotConfig};
+use subxt_signer::sr25519::dev;
+
+use crate::stats::quantile;
+
+/// A development key (RSA-2048); devices may share a key, and the runtime validates it.
+const DEVICE_KEY: &[u8] = include_bytes!("../../runtime/dev-keys/1111.der");
+
+/// Why a measurement stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot reach the node at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("registering {device}: {reason}")]
+    Register { device: String, reason: String },
+    #[error("no samples (count was 0)")]
+    NoSamples,
+}
+
+/// Registers `count` fresh devices one after another and returns the figure as JSON.
+pub async fn measure(node: &str, count: u32) -> Result<serde_json::Value, BenchError> {
+    let api = OnlineClient::<PolkadotConfig>::from_insecure_url(node)
+        .await
+        .map_err(|e| BenchError::Connect {
+            url: node.to_string(),
+            reason: e.to_string(),
+        })?;
+    // Ids unique to this run, so runs against one chain never collide.
+    let run = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let mut samples = Vec::new();
+    for i in 0..count {
+        let device = format!("reg-{run}-{i}");
+        samples.push(register_one(&api, &device).await?);
+    }
+    let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let p50 = quantile(&samples, 0.5).ok_or(BenchError::NoSamples)?;
+    Ok(serde_json::json!({
+        "figure": "registration_until_finalized",
+        "node": node,
+        "count": count,
+        "p50_s": p50.as_secs_f64(),
+        "p90_s": seconds(quantile(&samples, 0.9)),
+        "min_s": seconds(quantile(&samples, 0.0)),
+        "max_s": seconds(quantile(&samples, 1.0)),
+        "samples_s": samples.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+    }))
+}
+
+/// One registration, signed by Alice: the time from submission to finality.
+async fn register_one(
+    api: &OnlineClient<PolkadotConfig>,
+    device: &str,
+) -> Result<Duration, BenchError> {
+    let failed = |e: &dyn std::fmt::Display| BenchError::Register {
+        device: device.to_string(),
+        reason: e.to_string(),
+    };
+    let alice = dev::alice();
+    let payload = subxt::dynamic::tx(
+        "Devices",
+        "register",
+        vec![
+            Value::from_bytes(device.as_bytes()),
+            Value::from_bytes(DEVICE_KEY),
+            Value::from_bytes(alice.public_key().0),
+        ],
+    );
+    let started = Instant::now();
+    let progress = api
+        .tx()
+        .await
+        .map_err(|e| failed(&e))?
+        .sign_and_submit_then_watch_default(&payload, &alice)
+        .await
+        .map_err(|e| failed(&e))?;
+    let in_block = progress
+        .wait_for_finalized()
+        .await
+        .map_err(|e| failed(&e))?;
+    let elapsed = started.elapsed();
+    // Checked after the clock stops: fetching the block's events is not part of the wait.
+    in_block.wait_for_success().await.map_err(|e| failed(&e))?;
+    Ok(elapsed)
+}
