@@ -1,9 +1,13 @@
 //! `keymesh-bench`: measures one figure against a running KeyMesh network and prints it as
 //! one JSON line. `scripts/bench.sh` will start the networks and call it; so far it
-//! measures registration until finalized.
+//! measures registration until finalized, one at a time and in bulk.
 
+mod bulk;
+mod metrics;
 mod registration;
 mod stats;
+
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +31,37 @@ enum Figure {
         #[arg(long, default_value_t = 20)]
         count: u32,
     },
+    /// Bulk registration: `count` registrations signed by Alice under consecutive nonces,
+    /// all submitted at once; the time until all are finalized and (with
+    /// `--bridge-metrics`) until the bridge's key cache has them.
+    Bulk {
+        /// The node's WebSocket JSON-RPC endpoint.
+        #[arg(long, default_value = "ws://127.0.0.1:9944")]
+        node: String,
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+        /// Device ids are `{prefix}{i}` (default: unique to the run).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// A DER (PKCS#1) RSA public key to register every device with (default: the dev
+        /// key of device 1111).
+        #[arg(long)]
+        key: Option<std::path::PathBuf>,
+        /// The bridge's metrics address (host:port).
+        #[arg(long)]
+        bridge_metrics: Option<String>,
+        /// Seconds to wait for the whole batch before reporting it stalled.
+        #[arg(long, default_value_t = 120)]
+        within_s: u64,
+    },
+}
+
+fn read_key(path: Option<std::path::PathBuf>) -> Result<Vec<u8>, registration::BenchError> {
+    match path {
+        None => Ok(registration::DEVICE_KEY.to_vec()),
+        Some(path) => std::fs::read(&path)
+            .map_err(|e| registration::BenchError::Key(format!("{}: {e}", path.display()))),
+    }
 }
 
 #[tokio::main]
@@ -34,6 +69,27 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.figure {
         Figure::Registration { node, count } => registration::measure(&node, count).await,
+        Figure::Bulk {
+            node,
+            count,
+            prefix,
+            key,
+            bridge_metrics,
+            within_s,
+        } => match read_key(key) {
+            Ok(key) => {
+                let bulk = bulk::Bulk {
+                    node,
+                    count,
+                    prefix,
+                    key,
+                    bridge_metrics,
+                    within: Duration::from_secs(within_s),
+                };
+                bulk::measure(&bulk).await
+            }
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(line) => {

@@ -10,7 +10,7 @@ use subxt_signer::sr25519::dev;
 use crate::stats::quantile;
 
 /// A development key (RSA-2048); devices may share a key, and the runtime validates it.
-const DEVICE_KEY: &[u8] = include_bytes!("../../runtime/dev-keys/1111.der");
+pub const DEVICE_KEY: &[u8] = include_bytes!("../../runtime/dev-keys/1111.der");
 
 /// Why a measurement stopped.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,10 @@ pub enum BenchError {
     Connect { url: String, reason: String },
     #[error("registering {device}: {reason}")]
     Register { device: String, reason: String },
+    #[error("chain query failed: {0}")]
+    Query(String),
+    #[error("device key {0}")]
+    Key(String),
     #[error("no samples (count was 0)")]
     NoSamples,
 }

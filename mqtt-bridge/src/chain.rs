@@ -14,13 +14,31 @@ use keymesh_device::keys::parse_public;
 use keymesh_primitives::{DeviceStatus, Role};
 use scale_decode::DecodeAsType;
 use subxt::{
-    client::OnlineClientAtBlock, dynamic::Value, utils::AccountId32, OnlineClient, PolkadotConfig,
+    client::OnlineClientAtBlock,
+    config::RpcConfigFor,
+    dynamic::Value,
+    rpcs::{LegacyRpcMethods, RpcClient},
+    utils::AccountId32,
+    OnlineClient, PolkadotConfig,
 };
 
 use crate::gate::{DeviceKey, GroupKey, MemberKeys, Snapshot};
 
 pub type Api = OnlineClient<PolkadotConfig>;
 pub type AtBlock = OnlineClientAtBlock<PolkadotConfig>;
+/// The node's JSON-RPC methods that subxt's typed API does not cover (nonces, storage of
+/// many keys in one call).
+pub type Rpc = LegacyRpcMethods<RpcConfigFor<PolkadotConfig>>;
+
+/// Most storage keys asked for in one `state_queryStorageAt` call.
+const KEYS_PER_QUERY: usize = 512;
+
+/// One connection to a node, seen through subxt's typed API and its raw RPC methods.
+#[derive(Clone)]
+pub struct Node {
+    pub api: Api,
+    pub rpc: Rpc,
+}
 
 /// Why reading the chain failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,13 +105,21 @@ enum MemberRole {
 }
 
 /// Connects to a node's JSON-RPC (ws:// or http://, loopback allowed).
-pub async fn connect(url: &str) -> Result<Api, ChainError> {
-    Api::from_insecure_url(url)
+pub async fn connect(url: &str) -> Result<Node, ChainError> {
+    let refused = |reason: String| ChainError::Connect {
+        url: url.to_string(),
+        reason,
+    };
+    let rpc = RpcClient::from_insecure_url(url)
         .await
-        .map_err(|e| ChainError::Connect {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| refused(e.to_string()))?;
+    let api = Api::from_rpc_client(rpc.clone())
+        .await
+        .map_err(|e| refused(e.to_string()))?;
+    Ok(Node {
+        api,
+        rpc: LegacyRpcMethods::new(rpc),
+    })
 }
 
 fn device_key(record: DeviceRecord) -> Option<DeviceKey> {
@@ -124,6 +150,51 @@ pub async fn read_device(at: &AtBlock, id: &str) -> Result<Option<DeviceKey>, Ch
         None => Ok(None),
         Some(v) => Ok(device_key(v.decode().map_err(query)?)),
     }
+}
+
+/// The devices `ids`, read at `at` in one storage query per [`KEYS_PER_QUERY`] ids; a
+/// device with no record maps to `None`.
+pub async fn read_devices(
+    at: &AtBlock,
+    rpc: &Rpc,
+    ids: &BTreeSet<String>,
+) -> Result<HashMap<String, Option<DeviceKey>>, ChainError> {
+    let address = subxt::dynamic::storage::<(Vec<u8>,), DeviceRecord>("Devices", "Devices");
+    let entry = at.storage().entry(address).map_err(query)?;
+    let value_type = at
+        .metadata_ref()
+        .pallet_by_name("Devices")
+        .and_then(|p| p.storage())
+        .and_then(|s| s.entry_by_name("Devices"))
+        .map(|e| e.value_ty())
+        .ok_or_else(|| ChainError::Query("no Devices.Devices in the metadata".into()))?;
+    let mut devices: HashMap<String, Option<DeviceKey>> =
+        ids.iter().map(|id| (id.clone(), None)).collect();
+    let mut id_of_key = HashMap::with_capacity(ids.len());
+    for id in ids {
+        let key = entry.fetch_key((id.as_bytes().to_vec(),)).map_err(query)?;
+        id_of_key.insert(key, id.clone());
+    }
+    let keys: Vec<&Vec<u8>> = id_of_key.keys().collect();
+    for chunk in keys.chunks(KEYS_PER_QUERY) {
+        let change_sets = rpc
+            .state_query_storage_at(chunk.iter().map(|k| k.as_slice()), Some(at.block_hash()))
+            .await
+            .map_err(query)?;
+        for (key, value) in change_sets.into_iter().flat_map(|set| set.changes) {
+            let (Some(id), Some(value)) = (id_of_key.get(&key.0), value) else {
+                continue;
+            };
+            let record = DeviceRecord::decode_as_type(
+                &mut value.0.as_slice(),
+                value_type,
+                at.metadata_ref().types(),
+            )
+            .map_err(query)?;
+            devices.insert(id.clone(), device_key(record));
+        }
+    }
+    Ok(devices)
 }
 
 /// One group with its members, read at `at`.
@@ -266,8 +337,12 @@ pub async fn snapshot(at: &AtBlock, bridge: &AccountId32) -> Result<Snapshot, Ch
         bridge_listed: bridge_listed(at, bridge).await?,
         ..Default::default()
     };
-    for id in ids(at, "Devices", "Devices").await? {
-        if let Some(device) = read_device(at, &id).await? {
+    let address = subxt::dynamic::storage::<(Vec<u8>,), DeviceRecord>("Devices", "Devices");
+    let mut entries = at.storage().iter(address, ()).await.map_err(query)?;
+    while let Some(entry) = entries.next().await {
+        let entry = entry.map_err(query)?;
+        let id = key_id(&entry.key().map_err(query)?, 0, "Devices.Devices")?;
+        if let Some(device) = device_key(entry.value().decode().map_err(query)?) {
             snapshot.devices.insert(id, device);
         }
     }
@@ -339,10 +414,12 @@ pub async fn changes(at: &AtBlock) -> Result<Changes, ChainError> {
     Ok(changes)
 }
 
-/// Applies `changes`, read at `at`, to a copy of `snapshot` (the bridge `bridge`'s view).
+/// Applies `changes`, read at `at` (the changed devices in bulk), to a copy of `snapshot`
+/// (the bridge `bridge`'s view).
 pub async fn apply(
     snapshot: &Snapshot,
     at: &AtBlock,
+    rpc: &Rpc,
     changes: &Changes,
     bridge: &AccountId32,
 ) -> Result<Snapshot, ChainError> {
@@ -351,10 +428,10 @@ pub async fn apply(
     next.block_hash = at.block_hash().0;
     next.timestamp_ms = timestamp_ms(at).await?;
     next.bridge_listed = bridge_listed(at, bridge).await?;
-    for id in &changes.devices {
-        match read_device(at, id).await? {
-            Some(device) => next.devices.insert(id.clone(), device),
-            None => next.devices.remove(id),
+    for (id, device) in read_devices(at, rpc, &changes.devices).await? {
+        match device {
+            Some(device) => next.devices.insert(id, device),
+            None => next.devices.remove(&id),
         };
     }
     for id in &changes.groups {

@@ -4,15 +4,14 @@
 
 use std::sync::Arc;
 
-use rumqttc::{AsyncClient, QoS};
 use subxt_signer::sr25519::Keypair;
 use tokio::sync::watch;
 
-use crate::{directory::changed_entries, gate::Snapshot};
+use crate::{directory::changed_entries, gate::Snapshot, outbox::Outbox};
 
 /// Runs until either watch channel closes.
 pub async fn run(
-    client: AsyncClient,
+    outbox: Arc<Outbox>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut sessions: watch::Receiver<u64>,
     signer: Keypair,
@@ -21,7 +20,7 @@ pub async fn run(
     loop {
         let current = snapshots.borrow_and_update().clone();
         for (topic, payload) in changed_entries(published.as_deref(), &current, &signer) {
-            if let Err(e) = client.publish(topic, QoS::AtLeastOnce, true, payload).await {
+            if let Err(e) = outbox.publish(topic, true, payload).await {
                 tracing::warn!("directory entry: {e}");
             }
         }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     backoff::Backoff,
-    chain::{self, Api, ChainError},
+    chain::{self, ChainError, Node},
     gate::Snapshot,
     metrics::Metrics,
     rekey::Rekey,
@@ -64,17 +64,17 @@ impl Follower {
         }
     }
 
-    /// Follows finalized blocks for ever, starting with the connection `api`.
-    pub async fn run(mut self, api: Api) {
+    /// Follows finalized blocks for ever, starting with the connection `node`.
+    pub async fn run(mut self, node: Node) {
         let mut backoff = RECONNECT;
-        let mut api = Some(api);
+        let mut node = Some(node);
         loop {
-            let connected = match api.take() {
-                Some(api) => Ok(api),
+            let connected = match node.take() {
+                Some(node) => Ok(node),
                 None => chain::connect(&self.url).await,
             };
             let error = match connected {
-                Ok(api) => self.follow(&api, &mut backoff).await,
+                Ok(node) => self.follow(&node, &mut backoff).await,
                 Err(e) => FollowError::Chain(e),
             };
             self.set_caught_up(false);
@@ -99,17 +99,17 @@ impl Follower {
     }
 
     /// Follows on one connection until it fails.
-    async fn follow(&mut self, api: &Api, backoff: &mut Backoff) -> FollowError {
+    async fn follow(&mut self, node: &Node, backoff: &mut Backoff) -> FollowError {
         // Subscribe first, then catch up to the head: nothing finalized in between is lost.
-        let mut blocks = match api.stream_blocks().await {
+        let mut blocks = match node.api.stream_blocks().await {
             Ok(blocks) => blocks,
             Err(e) => return chain::query(e).into(),
         };
-        let head = match api.at_current_block().await {
+        let head = match node.api.at_current_block().await {
             Ok(at) => at.block_number(),
             Err(e) => return chain::query(e).into(),
         };
-        if let Err(e) = self.catch_up(api, head).await {
+        if let Err(e) = self.catch_up(node, head).await {
             return e.into();
         }
         if !backoff.is_fresh() {
@@ -124,7 +124,7 @@ impl Follower {
                 Ok(block) => block.number(),
                 Err(e) => return chain::query(e).into(),
             };
-            if let Err(e) = self.catch_up(api, number).await {
+            if let Err(e) = self.catch_up(node, number).await {
                 return e.into();
             }
         }
@@ -132,7 +132,7 @@ impl Follower {
     }
 
     /// Applies every finalized block after the last one applied, up to `head`.
-    async fn catch_up(&mut self, api: &Api, head: u64) -> Result<(), ChainError> {
+    async fn catch_up(&mut self, node: &Node, head: u64) -> Result<(), ChainError> {
         let applied = u64::from(self.out.snapshot.borrow().block_number);
         if head <= applied {
             self.set_caught_up(true);
@@ -143,25 +143,25 @@ impl Follower {
             self.set_caught_up(false);
         }
         if head - applied > MAX_CATCH_UP {
-            return self.fresh_snapshot(api, head).await;
+            return self.fresh_snapshot(node, head).await;
         }
         for number in applied + 1..=head {
-            if let Err(e) = self.apply_block(api, number).await {
+            if let Err(e) = self.apply_block(node, number).await {
                 // Perhaps the node pruned that block's state; a fresh snapshot settles it
                 // (and if the node is gone, it fails too and we reconnect).
                 tracing::warn!("cannot apply finalized #{number}: {e}; taking a fresh snapshot");
-                return self.fresh_snapshot(api, head).await;
+                return self.fresh_snapshot(node, head).await;
             }
         }
         self.set_caught_up(true);
         Ok(())
     }
 
-    async fn apply_block(&mut self, api: &Api, number: u64) -> Result<(), ChainError> {
-        let at = api.at_block(number).await.map_err(chain::query)?;
+    async fn apply_block(&mut self, node: &Node, number: u64) -> Result<(), ChainError> {
+        let at = node.api.at_block(number).await.map_err(chain::query)?;
         let changes = chain::changes(&at).await?;
         let current = self.out.snapshot.borrow().clone();
-        let next = chain::apply(&current, &at, &changes, &self.bridge).await?;
+        let next = chain::apply(&current, &at, &node.rpc, &changes, &self.bridge).await?;
         tracing::debug!("cache at #{}: {changes:?}", next.block_number);
         self.announce_standing(&current, &next);
         self.publish(next);
@@ -172,8 +172,8 @@ impl Follower {
     }
 
     /// Replaces the cache with all of finalized state at `head`.
-    async fn fresh_snapshot(&mut self, api: &Api, head: u64) -> Result<(), ChainError> {
-        let at = api.at_block(head).await.map_err(chain::query)?;
+    async fn fresh_snapshot(&mut self, node: &Node, head: u64) -> Result<(), ChainError> {
+        let at = node.api.at_block(head).await.map_err(chain::query)?;
         let next = chain::snapshot(&at, &self.bridge).await?;
         tracing::info!(
             "fresh key cache at finalized #{}: {} devices, {} groups",

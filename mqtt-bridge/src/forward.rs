@@ -6,8 +6,9 @@
 //!   a restart reads back), is appended before the delivery is published.
 //! - A refused envelope that used up its message id has the id in the replay journal before
 //!   the ingress message is acknowledged.
-//! - The replay journal's closing entry for a forward is written after the acknowledgement;
-//!   until it is, nothing else is forwarded.
+//! - The replay journal's closing entry for a forward is written once the broker has
+//!   acknowledged the delivery ([`crate::outbox`]); a restart before that forwards the
+//!   broker's redelivery again rather than refusing it as a replay.
 //!
 //! When a write fails, the envelope is neither forwarded nor acknowledged, `/readyz` says
 //! so, and the same envelope is tried again with backoff until the write goes through.
@@ -15,7 +16,7 @@
 use std::{sync::Arc, time::Duration, time::Instant};
 
 use keymesh_device::{mqtt, Attestation, Delivery};
-use rumqttc::{AsyncClient, Publish, QoS};
+use rumqttc::{AsyncClient, Publish};
 use subxt_signer::sr25519::Keypair;
 use tokio::sync::{mpsc, watch};
 
@@ -27,6 +28,7 @@ use crate::{
     health::Health,
     metrics::Metrics,
     notice,
+    outbox::Outbox,
     record::Record,
     replay::{JournalError, ReplayJournal, Seen},
 };
@@ -44,9 +46,19 @@ const COMPACT_SLACK: usize = 65_536;
 /// again.
 const DURABILITY_RETRY: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
 
+/// Forwards whose closing entry may wait for the broker's acknowledgement; past this many
+/// the oldest are closed anyway (a delivery rumqttc lost with a collided packet id would
+/// otherwise hold them all).
+const MAX_UNCLOSED: usize = 65_536;
+
 /// What the forward loop works with.
 pub struct Forward {
+    /// Acknowledges ingress.
     pub client: AsyncClient,
+    /// Publishes deliveries and notices.
+    pub outbox: Arc<Outbox>,
+    /// Every outbox publish numbered below this has been acknowledged by the broker.
+    pub acked: watch::Receiver<u64>,
     pub gate: Gate,
     pub journal: ReplayJournal,
     pub signer: Keypair,
@@ -62,8 +74,9 @@ pub struct ForwardLoop {
     forward: Forward,
     /// Journal size at which it is next compacted.
     compact_at: usize,
-    /// Forwards whose closing replay-journal entry is not written yet.
-    unclosed: Vec<Seen>,
+    /// Forwards whose closing replay-journal entry is not written yet, with their
+    /// delivery's outbox number, oldest first.
+    unclosed: std::collections::VecDeque<(u64, Seen)>,
     /// Since when the follower has been behind, if it is.
     behind_since: Option<Instant>,
 }
@@ -73,7 +86,7 @@ impl Forward {
         ForwardLoop {
             compact_at: self.journal.records().saturating_add(COMPACT_SLACK),
             forward: self,
-            unclosed: Vec::new(),
+            unclosed: std::collections::VecDeque::new(),
             behind_since: None,
         }
     }
@@ -88,11 +101,19 @@ impl ForwardLoop {
     ) {
         tokio::pin!(shutdown);
         let mut sync = tokio::time::interval(Duration::from_secs(1));
+        let mut acked = self.forward.acked.clone();
         loop {
             let publish = tokio::select! {
                 _ = &mut shutdown => break,
                 _ = sync.tick() => {
                     self.sync_journals();
+                    continue;
+                }
+                Ok(()) = acked.changed(), if !self.unclosed.is_empty() => {
+                    if let Err(e) = self.close_unclosed() {
+                        tracing::error!("{e}");
+                        self.forward.health.set_journals_writable(false);
+                    }
                     continue;
                 }
                 publish = incoming.recv() => match publish {
@@ -238,15 +259,14 @@ impl ForwardLoop {
             Target::Device(id) => mqtt::inbox_topic(id),
             Target::Group(id) => mqtt::group_topic(id),
         };
-        if let Err(e) = f
-            .client
-            .publish(topic, QoS::AtLeastOnce, false, delivery.to_bytes())
-            .await
-        {
-            // Only a stopped event loop refuses a request; the shutdown follows.
-            tracing::error!("forward: {e}");
-            return Ok(());
-        }
+        let number = match f.outbox.publish(topic, false, delivery.to_bytes()).await {
+            Ok(number) => number,
+            Err(e) => {
+                // Only a stopped event loop refuses a request; the shutdown follows.
+                tracing::error!("forward: {e}");
+                return Ok(());
+            }
+        };
         if accepted.redelivery {
             tracing::debug!(
                 "unfinished forward of {} forwarded again",
@@ -257,9 +277,9 @@ impl ForwardLoop {
             f.metrics.forwarded.inc();
         }
         self.ack(publish).await;
-        // Only now is the hand-over finished: until the id is closed, a restart treats the
-        // broker's redelivery as the unfinished forward it is.
-        self.unclosed.push(seen);
+        // The hand-over is finished once the broker has the delivery: until the id is
+        // closed, a restart treats the broker's redelivery as the unfinished forward it is.
+        self.unclosed.push_back((number, seen));
         if let Err(e) = self.close_unclosed() {
             // Forwarded and acknowledged already; the next envelope waits for this entry.
             tracing::error!("{e}");
@@ -268,11 +288,16 @@ impl ForwardLoop {
         Ok(())
     }
 
-    /// Writes the closing entries still owed to the replay journal.
+    /// Writes the closing entries owed to the replay journal for deliveries the broker has
+    /// acknowledged.
     fn close_unclosed(&mut self) -> Result<(), JournalError> {
-        while let Some(seen) = self.unclosed.first().copied() {
+        let acked = *self.forward.acked.borrow();
+        while let Some(&(number, seen)) = self.unclosed.front() {
+            if number >= acked && self.unclosed.len() <= MAX_UNCLOSED {
+                break;
+            }
             self.append_seen(seen)?;
-            self.unclosed.remove(0);
+            self.unclosed.pop_front();
         }
         Ok(())
     }
@@ -318,7 +343,7 @@ impl ForwardLoop {
                 refused.detail
             );
             if let Some((topic, json)) = notice::refusal(&refused, snapshot.block_number) {
-                if let Err(e) = f.client.publish(topic, QoS::AtLeastOnce, false, json).await {
+                if let Err(e) = f.outbox.publish(topic, false, json).await {
                     tracing::warn!("refusal notice: {e}");
                 }
             }

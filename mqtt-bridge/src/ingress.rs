@@ -13,13 +13,13 @@
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS, Request,
-    Subscribe,
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
+    Request, Subscribe,
 };
 use subxt_signer::sr25519::Keypair;
 use tokio::sync::{mpsc, watch};
 
-use crate::{backoff::Backoff, front::Backend};
+use crate::{backoff::Backoff, front::Backend, outbox::Acks};
 
 /// The ingress filter: every device's ingress topic.
 pub const INGRESS: &str = "km/v1/in/+";
@@ -43,6 +43,8 @@ pub struct Signals {
     pub incoming: mpsc::Sender<Publish>,
     /// QoS 0 ingress dropped because the forward loop was full.
     pub dropped: substrate_prometheus_endpoint::Counter<substrate_prometheus_endpoint::U64>,
+    /// Which of the [`crate::outbox::Outbox`]'s publishes the broker has acknowledged.
+    pub acks: Acks,
 }
 
 /// The options of the bridge's session at `backend`.
@@ -94,7 +96,7 @@ fn unacknowledged(events: &EventLoop) -> Vec<Request> {
 }
 
 /// Polls the connection for ever (until the forward loop goes away).
-pub async fn poll(mut events: EventLoop, signals: Signals) {
+pub async fn poll(mut events: EventLoop, mut signals: Signals) {
     let mut backoff = RECONNECT;
     let mut set_aside: Vec<Request> = Vec::new();
     loop {
@@ -104,6 +106,8 @@ pub async fn poll(mut events: EventLoop, signals: Signals) {
                     return;
                 }
             }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => signals.acks.sent(pkid),
+            Ok(Event::Incoming(Packet::PubAck(puback))) => signals.acks.acknowledged(puback.pkid),
             Ok(Event::Incoming(Packet::ConnAck(connack))) => {
                 backoff.reset();
                 if connack.session_present {
@@ -118,6 +122,7 @@ pub async fn poll(mut events: EventLoop, signals: Signals) {
                         INGRESS,
                         QoS::AtLeastOnce,
                     )));
+                    signals.acks.new_session();
                     let resent = set_aside.len();
                     events.pending.extend(set_aside.drain(..));
                     tracing::info!(
@@ -138,6 +143,7 @@ pub async fn poll(mut events: EventLoop, signals: Signals) {
                 // After a failure `pending` holds what was in flight and queued; it stays
                 // there across failed attempts until a CONNACK settles its fate.
                 set_aside = unacknowledged(&events);
+                signals.acks.failed(&events.pending);
                 let wait = backoff.next_wait();
                 log_failure(&e, was_ready, wait);
                 tokio::time::sleep(wait).await;

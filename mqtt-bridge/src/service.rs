@@ -21,7 +21,7 @@ use crate::{
     audit::{lock, Flusher, SharedJournal},
     audit_journal::AuditJournal,
     broker,
-    chain::{self, Api},
+    chain::{self, Node},
     clock::now_ms,
     config::{BrokerChoice, Settings},
     directory_feed,
@@ -32,6 +32,7 @@ use crate::{
     health::{self, Health},
     ingress,
     metrics::Metrics,
+    outbox::{Acks, Outbox},
     rekey,
     replay::{JournalError, ReplayJournal},
     write_queue::{self, Write},
@@ -87,7 +88,8 @@ fn open_journals(settings: &Settings) -> Result<Journals, BridgeError> {
     );
     let mut gate = Gate::new(settings.limits.clone());
     // Forwarded before the restart but never finished (the replay journal is written only
-    // once the hand-over is acknowledged): the broker's redelivery of each may pass once.
+    // once the broker has acknowledged the delivery): the broker's redelivery of each may
+    // pass once.
     let known: std::collections::HashSet<[u8; 16]> =
         remembered.iter().map(|s| s.message_id).collect();
     for seen in remembered {
@@ -143,14 +145,14 @@ fn backend(settings: &Settings) -> Result<Backend, BridgeError> {
 
 /// Connects to the node, retrying for a minute while it starts, and reads the first
 /// snapshot.
-async fn first_snapshot(url: &str, bridge: &AccountId32) -> Result<(Api, Snapshot), BridgeError> {
+async fn first_snapshot(url: &str, bridge: &AccountId32) -> Result<(Node, Snapshot), BridgeError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let attempt = async {
-            let api = chain::connect(url).await?;
-            let at = api.at_current_block().await.map_err(chain::query)?;
+            let node = chain::connect(url).await?;
+            let at = node.api.at_current_block().await.map_err(chain::query)?;
             let snapshot = chain::snapshot(&at, bridge).await?;
-            Ok::<_, chain::ChainError>((api, snapshot))
+            Ok::<_, chain::ChainError>((node, snapshot))
         };
         match attempt.await {
             Ok(first) => return Ok(first),
@@ -310,18 +312,28 @@ fn spawn_chain_writes(
     (write_tx, rekeys)
 }
 
-/// The bridge's broker session and the directory published over it; returns the client
-/// and the ingress queue.
+/// The bridge's broker session, as the forward loop uses it.
+struct BrokerSession {
+    client: rumqttc::AsyncClient,
+    outbox: Arc<Outbox>,
+    /// Outbox publishes numbered below this are acknowledged by the broker.
+    acked: watch::Receiver<u64>,
+    incoming: mpsc::Receiver<rumqttc::Publish>,
+}
+
+/// The bridge's broker session and the directory published over it.
 fn spawn_broker_session(
     settings: &Settings,
     backend: &Backend,
     (ready, sessions): (watch::Sender<bool>, watch::Sender<u64>),
     views: &Views,
     metrics: &Metrics,
-) -> (rumqttc::AsyncClient, mpsc::Receiver<rumqttc::Publish>) {
+) -> BrokerSession {
     let max_packet = settings.limits.max_envelope + 1024;
     let (client, events) = ingress::client(ingress::options(backend, &settings.signer, max_packet));
-    let (incoming_tx, incoming_rx) = mpsc::channel(ingress::QUEUE);
+    let (incoming_tx, incoming) = mpsc::channel(ingress::QUEUE);
+    let acks = Acks::new();
+    let acked = acks.mark();
     tokio::spawn(ingress::poll(
         events,
         ingress::Signals {
@@ -329,16 +341,23 @@ fn spawn_broker_session(
             sessions,
             incoming: incoming_tx,
             dropped: metrics.ingress_dropped.clone(),
+            acks,
         },
     ));
     announce_forwarding(views.ingress.clone(), &settings.signer);
+    let outbox = Arc::new(Outbox::new(client.clone()));
     tokio::spawn(directory_feed::run(
-        client.clone(),
+        outbox.clone(),
         views.snapshot.clone(),
         views.sessions.clone(),
         settings.signer.clone(),
     ));
-    (client, incoming_rx)
+    BrokerSession {
+        client,
+        outbox,
+        acked,
+        incoming,
+    }
 }
 
 /// Follows finalized blocks once ingress is subscribed, beginning by catching up every
@@ -346,7 +365,7 @@ fn spawn_broker_session(
 /// window is a gap like any other.
 fn spawn_follower(
     settings: &Settings,
-    api: Api,
+    node: Node,
     (snapshot, caught_up): (watch::Sender<Arc<Snapshot>>, watch::Sender<bool>),
     views: &Views,
     rekeys: Option<mpsc::Sender<rekey::Rekey>>,
@@ -366,7 +385,7 @@ fn spawn_follower(
     let mut ingress_up = views.ingress.clone();
     tokio::spawn(async move {
         if ingress_up.wait_for(|ready| *ready).await.is_ok() {
-            follower.run(api).await;
+            follower.run(node).await;
         }
     });
 }
@@ -409,7 +428,7 @@ pub async fn run(
     let journals = open_journals(&settings)?;
     let backend = backend(&settings)?;
     let account = <Keypair as Signer<PolkadotConfig>>::account_id(&settings.signer);
-    let (api, first) = first_snapshot(&settings.node, &account).await?;
+    let (node, first) = first_snapshot(&settings.node, &account).await?;
     tracing::info!(
         "key cache at finalized #{}: {} devices, {} groups",
         first.block_number,
@@ -423,7 +442,7 @@ pub async fn run(
     let health = views.health(&settings);
     serve_health(&settings, &health, &views, &metrics).await?;
     let (write_tx, rekeys) = spawn_chain_writes(&settings, &views, &journals.audit, &metrics);
-    let (client, incoming) = spawn_broker_session(
+    let session = spawn_broker_session(
         &settings,
         &backend,
         (publishers.ingress, publishers.sessions),
@@ -432,7 +451,7 @@ pub async fn run(
     );
     spawn_follower(
         &settings,
-        api,
+        node,
         (publishers.snapshot, publishers.caught_up),
         &views,
         rekeys,
@@ -452,7 +471,9 @@ pub async fn run(
     start_front(&settings, shared).await?;
 
     let forward = Forward {
-        client: client.clone(),
+        client: session.client.clone(),
+        outbox: session.outbox,
+        acked: session.acked,
         gate: journals.gate,
         journal: journals.replay,
         signer: settings.signer.clone(),
@@ -462,7 +483,7 @@ pub async fn run(
         health,
         metrics,
     };
-    forward.start().run(incoming, shutdown).await;
-    shut_down(&journals.audit, write_tx, client).await;
+    forward.start().run(session.incoming, shutdown).await;
+    shut_down(&journals.audit, write_tx, session.client).await;
     Ok(())
 }

@@ -4,20 +4,15 @@
 use std::sync::Arc;
 
 use subxt::{
-    config::{DefaultExtrinsicParamsBuilder, RpcConfigFor},
-    dynamic::Value,
-    error::TransactionEventsError,
-    rpcs::{LegacyRpcMethods, RpcClient},
-    tx::Signer,
-    utils::AccountId32,
-    PolkadotConfig,
+    config::DefaultExtrinsicParamsBuilder, dynamic::Value, error::TransactionEventsError,
+    tx::Signer, utils::AccountId32, PolkadotConfig,
 };
 use subxt_signer::sr25519::Keypair;
 
 use keymesh_primitives::Fingerprint;
 
 use crate::{
-    chain::{query, Api, ChainError},
+    chain::{query, ChainError, Node},
     keyman::EpochKey,
     record::Record,
 };
@@ -30,14 +25,9 @@ pub const MORTALITY: u64 = 32;
 pub struct Writer {
     url: String,
     signer: Keypair,
-    connection: std::sync::Mutex<Option<Arc<Connection>>>,
-}
-
-/// One connection to the node.
-struct Connection {
-    api: Api,
-    /// For the nonce the transaction pool expects next (no typed subxt call reads it).
-    rpc: LegacyRpcMethods<RpcConfigFor<PolkadotConfig>>,
+    /// The connection; its raw RPC gives the nonce the transaction pool expects next (no
+    /// typed subxt call reads it).
+    connection: std::sync::Mutex<Option<Arc<Node>>>,
 }
 
 /// The bridge account as finalized state has it.
@@ -73,7 +63,7 @@ impl Writer {
         }
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Connection>>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Node>>> {
         // The slot holds a handle or nothing; a panic cannot leave it half-written.
         self.connection
             .lock()
@@ -81,22 +71,11 @@ impl Writer {
     }
 
     /// The current connection, made afresh if there is none.
-    async fn connection(&self) -> Result<Arc<Connection>, ChainError> {
+    async fn connection(&self) -> Result<Arc<Node>, ChainError> {
         if let Some(connection) = self.slot().clone() {
             return Ok(connection);
         }
-        let api = crate::chain::connect(&self.url).await?;
-        let rpc =
-            RpcClient::from_insecure_url(&self.url)
-                .await
-                .map_err(|e| ChainError::Connect {
-                    url: self.url.clone(),
-                    reason: e.to_string(),
-                })?;
-        let connection = Arc::new(Connection {
-            api,
-            rpc: LegacyRpcMethods::new(rpc),
-        });
+        let connection = Arc::new(crate::chain::connect(&self.url).await?);
         *self.slot() = Some(connection.clone());
         Ok(connection)
     }
