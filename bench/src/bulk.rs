@@ -4,29 +4,18 @@
 //! has that block.
 //!
 //! "At once" means back to back on one connection, in nonce order, without waiting for any
-//! to land. Submitted concurrently instead, the pool validates them in no particular order
-//! and parks each whose predecessor it has not seen yet in its future queue, which holds a
-//! tenth of `--pool-limit` (819 by default). A batch of 1,000 whose first nonces validate
-//! last overflows it, the pool evicts some, and the rest wait for ever behind the gap: the
-//! "stall with nothing refused" (the pool's debug log shows `views=[(4, 0, 819)]`). In
-//! order, each transaction is ready on arrival and the future queue stays empty.
+//! to land ([`crate::chain`] says why).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use subxt::{
-    config::{DefaultExtrinsicParamsBuilder, RpcConfigFor},
-    dynamic::Value,
-    rpcs::{LegacyRpcMethods, RpcClient},
-    OnlineClient, PolkadotConfig,
-};
+use subxt::dynamic::Value;
 use subxt_signer::sr25519::dev;
 
-use crate::{metrics::bridge_cache_block, registration::BenchError};
-
-/// Blocks each transaction of the batch stays valid for. Signing with subxt's online
-/// defaults costs a node round trip per transaction (about 44 ms here) and a 32-block era:
-/// a batch of 1,000 outlived its era while being signed and every signature failed.
-const MORTALITY: u64 = 256;
+use crate::{
+    chain::{run_tag, Api, Node},
+    metrics::bridge_cache_block,
+    registration::BenchError,
+};
 
 /// What to submit and where.
 pub struct Bulk {
@@ -45,36 +34,32 @@ pub struct Bulk {
 /// Submits the batch and waits; the figure as JSON. A batch not all finalized within
 /// `within` is reported (`"stalled": true`, how many landed), not an error.
 pub async fn measure(bulk: &Bulk) -> Result<serde_json::Value, BenchError> {
-    let connect = |e: &dyn std::fmt::Display| BenchError::Connect {
-        url: bulk.node.clone(),
-        reason: e.to_string(),
-    };
-    let rpc = RpcClient::from_insecure_url(&bulk.node)
-        .await
-        .map_err(|e| connect(&e))?;
-    let api = OnlineClient::<PolkadotConfig>::from_rpc_client(rpc.clone())
-        .await
-        .map_err(|e| connect(&e))?;
-    let methods = LegacyRpcMethods::<RpcConfigFor<PolkadotConfig>>::new(rpc);
-    let prefix = bulk.prefix.clone().unwrap_or_else(|| {
-        let run = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        format!("bulk-{run}-")
-    });
+    let node = Node::connect(&bulk.node).await?;
+    let prefix = bulk
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("bulk-{}-", run_tag()));
+    let alice = dev::alice().public_key().0;
+    let calls: Vec<_> = (0..bulk.count)
+        .map(|i| {
+            subxt::dynamic::tx(
+                "Devices",
+                "register",
+                vec![
+                    Value::from_bytes(format!("{prefix}{i}").as_bytes()),
+                    Value::from_bytes(&bulk.key),
+                    Value::from_bytes(alice),
+                ],
+            )
+        })
+        .collect();
     let signing = Instant::now();
-    let signed = sign_all(&api, &methods, bulk, &prefix).await?;
+    let signed = node.sign_as_alice(&calls, &format!("{prefix}*")).await?;
     let sign_s = signing.elapsed().as_secs_f64();
     let started = Instant::now();
-    let mut refused = Vec::new();
-    for tx in &signed {
-        if let Err(e) = methods.author_submit_extrinsic(tx.as_slice()).await {
-            refused.push(format!("{e:?}"));
-        }
-    }
+    let refused = node.submit_in_order(&signed).await;
     let submit_s = started.elapsed().as_secs_f64();
-    let landing = wait_landed(&api, &prefix, bulk.count, started, bulk.within).await?;
+    let landing = wait_landed(&node.api, &prefix, bulk.count, started, bulk.within).await?;
     let bridge_s = match (&bulk.bridge_metrics, landing.last_block) {
         (Some(metrics), Some(block)) if landing.landed == bulk.count => {
             wait_bridge(metrics, block, started, bulk.within).await
@@ -99,50 +84,6 @@ pub async fn measure(bulk: &Bulk) -> Result<serde_json::Value, BenchError> {
     }))
 }
 
-/// Every registration, signed offline under consecutive nonces from Alice's next one,
-/// mortal for [`MORTALITY`] blocks from the current block.
-async fn sign_all(
-    api: &OnlineClient<PolkadotConfig>,
-    methods: &LegacyRpcMethods<RpcConfigFor<PolkadotConfig>>,
-    bulk: &Bulk,
-    prefix: &str,
-) -> Result<Vec<Vec<u8>>, BenchError> {
-    let alice = dev::alice();
-    let failed = |e: &dyn std::fmt::Display| BenchError::Register {
-        device: format!("{prefix}*"),
-        reason: e.to_string(),
-    };
-    let account = subxt::utils::AccountId32(alice.public_key().0);
-    let first = methods
-        .system_account_next_index(&account)
-        .await
-        .map_err(|e| failed(&e))?;
-    let at = api.at_current_block().await.map_err(|e| failed(&e))?;
-    let tx = at.tx();
-    let mut signed = Vec::with_capacity(bulk.count as usize);
-    for i in 0..bulk.count {
-        let payload = subxt::dynamic::tx(
-            "Devices",
-            "register",
-            vec![
-                Value::from_bytes(format!("{prefix}{i}").as_bytes()),
-                Value::from_bytes(&bulk.key),
-                Value::from_bytes(alice.public_key().0),
-            ],
-        );
-        let params = DefaultExtrinsicParamsBuilder::<PolkadotConfig>::new()
-            .nonce(first + u64::from(i))
-            .mortal_from_unchecked(MORTALITY, at.block_number(), at.block_hash())
-            .build();
-        let submittable = tx
-            .create_signable_offline(&payload, params)
-            .and_then(|mut signable| signable.sign(&alice))
-            .map_err(|e| failed(&e))?;
-        signed.push(submittable.into_encoded());
-    }
-    Ok(signed)
-}
-
 /// How the batch landed in finalized blocks.
 struct Landing {
     landed: u32,
@@ -155,7 +96,7 @@ struct Landing {
 /// Follows finalized blocks, counting the batch's `DeviceRegistered` events, until all `count`
 /// have landed or `within` has passed.
 async fn wait_landed(
-    api: &OnlineClient<PolkadotConfig>,
+    api: &Api,
     prefix: &str,
     count: u32,
     started: Instant,

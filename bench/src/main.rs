@@ -3,9 +3,11 @@
 //! measures registration until finalized, one at a time and in bulk.
 
 mod bulk;
+mod chain;
 mod metrics;
 mod registration;
 mod stats;
+mod topic;
 
 use std::time::Duration;
 
@@ -54,6 +56,22 @@ enum Figure {
         #[arg(long, default_value_t = 120)]
         within_s: u64,
     },
+    /// Topic registration: from creating a group with its members (signed by Alice, in one
+    /// block) to a topic key at the finalized head, made by a running bridge that is a key
+    /// manager; one group after another.
+    Topic {
+        /// The node's WebSocket JSON-RPC endpoint.
+        #[arg(long, default_value = "ws://127.0.0.1:9944")]
+        node: String,
+        /// Registered devices to add to each group.
+        #[arg(long, value_delimiter = ',', default_value = "1111,1112,1113,1114")]
+        members: Vec<String>,
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+        /// Seconds to wait for one group's key.
+        #[arg(long, default_value_t = 60)]
+        within_s: u64,
+    },
 }
 
 fn read_key(path: Option<std::path::PathBuf>) -> Result<Vec<u8>, registration::BenchError> {
@@ -90,6 +108,12 @@ async fn main() -> std::process::ExitCode {
             }
             Err(e) => Err(e),
         },
+        Figure::Topic {
+            node,
+            members,
+            count,
+            within_s,
+        } => topic::measure(&node, &members, count, Duration::from_secs(within_s)).await,
     };
     match result {
         Ok(line) => {

@@ -1,0 +1,122 @@
+//! Topic registration: from the operator's first call to a group key its members can use
+//! at a finalized block. The operator creates the group and adds its members in one go
+//! (signed in nonce order, so they share a block and one finality wait); the bridge, as
+//! key manager, answers the group's `RekeyRequired` with `groups.set_epoch_key`; the clock
+//! stops when the finalized head holds the group's topic key.
+
+use std::time::{Duration, Instant};
+
+use subxt::dynamic::Value;
+use subxt_signer::sr25519::dev;
+
+use crate::{
+    chain::{run_tag, Api, Node},
+    registration::BenchError,
+    stats::quantile,
+};
+
+#[derive(subxt::ext::scale_decode::DecodeAsType)]
+#[decode_as_type(crate_path = "subxt::ext::scale_decode")]
+struct GroupRecord {
+    topic_key: Option<TopicKey>,
+}
+
+#[derive(subxt::ext::scale_decode::DecodeAsType)]
+#[decode_as_type(crate_path = "subxt::ext::scale_decode")]
+struct TopicKey {
+    epoch: u32,
+}
+
+/// Registers `count` groups, one after another, each with `members`; the figure as JSON.
+pub async fn measure(
+    url: &str,
+    members: &[String],
+    count: u32,
+    within: Duration,
+) -> Result<serde_json::Value, BenchError> {
+    let node = Node::connect(url).await?;
+    let run = run_tag();
+    let mut samples = Vec::new();
+    for i in 0..count {
+        let group = format!("topic-{run}-{i}");
+        samples.push(register_one(&node, &group, members, within).await?);
+    }
+    let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let p50 = quantile(&samples, 0.5).ok_or(BenchError::NoSamples)?;
+    Ok(serde_json::json!({
+        "figure": "topic_registration",
+        "node": url,
+        "members": members.len(),
+        "count": count,
+        "p50_s": p50.as_secs_f64(),
+        "p90_s": seconds(quantile(&samples, 0.9)),
+        "min_s": seconds(quantile(&samples, 0.0)),
+        "max_s": seconds(quantile(&samples, 1.0)),
+        "samples_s": samples.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+    }))
+}
+
+/// One group: create it, add the members, wait for its key at the finalized head.
+async fn register_one(
+    node: &Node,
+    group: &str,
+    members: &[String],
+    within: Duration,
+) -> Result<Duration, BenchError> {
+    let alice = dev::alice().public_key().0;
+    let mut calls = vec![subxt::dynamic::tx(
+        "Groups",
+        "create_group",
+        vec![Value::from_bytes(group), Value::from_bytes(alice)],
+    )];
+    calls.extend(members.iter().map(|device| {
+        subxt::dynamic::tx(
+            "Groups",
+            "add_member",
+            vec![
+                Value::from_bytes(group),
+                Value::from_bytes(device),
+                Value::unnamed_variant("Both", []),
+            ],
+        )
+    }));
+    let signed = node.sign_as_alice(&calls, group).await?;
+    let started = Instant::now();
+    let refused = node.submit_in_order(&signed).await;
+    if let Some(first) = refused.first() {
+        return Err(BenchError::Register {
+            device: group.to_string(),
+            reason: first.clone(),
+        });
+    }
+    while started.elapsed() < within {
+        if finalized_epoch(&node.api, group).await?.is_some() {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(BenchError::Register {
+        device: group.to_string(),
+        reason: format!("no topic key at the finalized head within {within:?}"),
+    })
+}
+
+/// The epoch of `group`'s topic key at the finalized head, if it has one.
+async fn finalized_epoch(api: &Api, group: &str) -> Result<Option<u32>, BenchError> {
+    let query = |e: &dyn std::fmt::Display| BenchError::Query(e.to_string());
+    let at = api.at_current_block().await.map_err(|e| query(&e))?;
+    let address = subxt::dynamic::storage::<(Vec<u8>,), GroupRecord>("Groups", "Groups");
+    let value = at
+        .storage()
+        .try_fetch(address, (group.as_bytes().to_vec(),))
+        .await
+        .map_err(|e| query(&e))?;
+    match value {
+        None => Ok(None),
+        Some(v) => Ok(v
+            .decode()
+            .map_err(|e| query(&e))?
+            .topic_key
+            .map(|k| k.epoch)),
+    }
+}
