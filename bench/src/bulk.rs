@@ -8,11 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use subxt::dynamic::Value;
-use subxt_signer::sr25519::dev;
-
 use crate::{
-    chain::{run_tag, Api, Node},
+    chain::{register_calls, run_tag, Api, Node},
     metrics::bridge_cache_block,
     registration::BenchError,
 };
@@ -39,20 +36,7 @@ pub async fn measure(bulk: &Bulk) -> Result<serde_json::Value, BenchError> {
         .prefix
         .clone()
         .unwrap_or_else(|| format!("bulk-{}-", run_tag()));
-    let alice = dev::alice().public_key().0;
-    let calls: Vec<_> = (0..bulk.count)
-        .map(|i| {
-            subxt::dynamic::tx(
-                "Devices",
-                "register",
-                vec![
-                    Value::from_bytes(format!("{prefix}{i}").as_bytes()),
-                    Value::from_bytes(&bulk.key),
-                    Value::from_bytes(alice),
-                ],
-            )
-        })
-        .collect();
+    let calls = register_calls(&prefix, bulk.count, &bulk.key);
     let signing = Instant::now();
     let signed = node.sign_as_alice(&calls, &format!("{prefix}*")).await?;
     let sign_s = signing.elapsed().as_secs_f64();
@@ -111,6 +95,8 @@ async fn wait_landed(
         last_block: None,
     };
     let deadline = tokio::time::Instant::from_std(started + within);
+    // Drawn only on a terminal.
+    let progress = indicatif::ProgressBar::new(u64::from(count)).with_message("finalized");
     while landing.landed < count {
         let block = match tokio::time::timeout_at(deadline, blocks.next()).await {
             Ok(Some(block)) => block.map_err(|e| query(&e))?,
@@ -134,11 +120,13 @@ async fn wait_landed(
             }
         }
         if here > 0 {
+            progress.inc(u64::from(here));
             landing.landed += here;
             landing.per_block.push((block.number(), here));
             landing.last_block = Some(block.number());
         }
     }
+    progress.finish_and_clear();
     if landing.landed >= count {
         landing.all_s = Some(started.elapsed().as_secs_f64());
     }

@@ -101,6 +101,25 @@ impl Node {
     }
 }
 
+/// `devices.register` of `{prefix}0` .. `{prefix}{n - 1}`, each with the DER public `key`
+/// and owned by Alice.
+pub fn register_calls(prefix: &str, n: u32, key: &[u8]) -> Vec<DynamicPayload<Vec<Value>>> {
+    let alice = dev::alice().public_key().0;
+    (0..n)
+        .map(|i| {
+            subxt::dynamic::tx(
+                "Devices",
+                "register",
+                vec![
+                    Value::from_bytes(format!("{prefix}{i}").as_bytes()),
+                    Value::from_bytes(key),
+                    Value::from_bytes(alice),
+                ],
+            )
+        })
+        .collect()
+}
+
 /// A name unique to this run, so runs against one chain never collide.
 pub fn run_tag() -> u128 {
     SystemTime::now()

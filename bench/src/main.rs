@@ -4,8 +4,10 @@
 
 mod bulk;
 mod chain;
+mod check_key;
 mod metrics;
 mod registration;
+mod report;
 mod stats;
 mod topic;
 
@@ -63,14 +65,35 @@ enum Figure {
         /// The node's WebSocket JSON-RPC endpoint.
         #[arg(long, default_value = "ws://127.0.0.1:9944")]
         node: String,
-        /// Registered devices to add to each group.
-        #[arg(long, value_delimiter = ',', default_value = "1111,1112,1113,1114")]
-        members: Vec<String>,
+        /// Members of each group: fresh devices, registered before the first sample.
+        #[arg(long, default_value_t = 4)]
+        members: u32,
         #[arg(long, default_value_t = 10)]
         count: u32,
         /// Seconds to wait for one group's key.
         #[arg(long, default_value_t = 60)]
         within_s: u64,
+    },
+    /// Key check before a send: `keymesh_checkKey` latency, one call after another.
+    CheckKey {
+        /// The node's WebSocket JSON-RPC endpoint.
+        #[arg(long, default_value = "ws://127.0.0.1:9944")]
+        node: String,
+        /// Devices to ask about, in turn: `{prefix}0` .. `{prefix}{devices - 1}`.
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        devices: u32,
+        #[arg(long, default_value_t = 1000)]
+        calls: u32,
+    },
+    /// Prints the seeds' table with KeyMesh's figures beside them from the JSON lines
+    /// `scripts/bench.sh` collected, and plots latency against device count (SVG).
+    Report {
+        #[arg(long)]
+        results: std::path::PathBuf,
+        #[arg(long)]
+        svg: std::path::PathBuf,
     },
 }
 
@@ -113,7 +136,17 @@ async fn main() -> std::process::ExitCode {
             members,
             count,
             within_s,
-        } => topic::measure(&node, &members, count, Duration::from_secs(within_s)).await,
+        } => topic::measure(&node, members, count, Duration::from_secs(within_s)).await,
+        Figure::CheckKey {
+            node,
+            prefix,
+            devices,
+            calls,
+        } => {
+            let ids: Vec<String> = (0..devices).map(|i| format!("{prefix}{i}")).collect();
+            check_key::measure(&node, &ids, calls).await
+        }
+        Figure::Report { results, svg } => report::run(&results, &svg),
     };
     match result {
         Ok(line) => {

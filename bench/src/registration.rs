@@ -23,6 +23,8 @@ pub enum BenchError {
     Query(String),
     #[error("device key {0}")]
     Key(String),
+    #[error("report: {0}")]
+    Report(String),
     #[error("no samples (count was 0)")]
     NoSamples,
 }
@@ -41,10 +43,14 @@ pub async fn measure(node: &str, count: u32) -> Result<serde_json::Value, BenchE
         .unwrap_or_default()
         .as_millis();
     let mut samples = Vec::new();
+    // Drawn only on a terminal.
+    let progress = indicatif::ProgressBar::new(u64::from(count));
     for i in 0..count {
         let device = format!("reg-{run}-{i}");
         samples.push(register_one(&api, &device).await?);
+        progress.inc(1);
     }
+    progress.finish_and_clear();
     let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
     let p50 = quantile(&samples, 0.5).ok_or(BenchError::NoSamples)?;
     Ok(serde_json::json!({

@@ -3,6 +3,9 @@
 //! (signed in nonce order, so they share a block and one finality wait); the bridge, as
 //! key manager, answers the group's `RekeyRequired` with `groups.set_epoch_key`; the clock
 //! stops when the finalized head holds the group's topic key.
+//!
+//! Each group gets members of its own, registered (untimed) before the first sample: a
+//! device may be in only `MaxGroupsPerDevice` groups, and a run makes many groups.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +13,7 @@ use subxt::dynamic::Value;
 use subxt_signer::sr25519::dev;
 
 use crate::{
-    chain::{run_tag, Api, Node},
+    chain::{register_calls, run_tag, Api, Node},
     registration::BenchError,
     stats::quantile,
 };
@@ -27,26 +30,38 @@ struct TopicKey {
     epoch: u32,
 }
 
-/// Registers `count` groups, one after another, each with `members`; the figure as JSON.
+/// Registers `count` groups, one after another, each with `members` fresh devices; the
+/// figure as JSON.
 pub async fn measure(
     url: &str,
-    members: &[String],
+    members: u32,
     count: u32,
     within: Duration,
 ) -> Result<serde_json::Value, BenchError> {
     let node = Node::connect(url).await?;
     let run = run_tag();
+    let prefix = format!("member-{run}-");
+    register_devices(&node, &prefix, members * count, within).await?;
+    let ids: Vec<String> = (0..members * count)
+        .map(|i| format!("{prefix}{i}"))
+        .collect();
+    let members: Vec<&[String]> = ids.chunks(members.max(1) as usize).collect();
     let mut samples = Vec::new();
+    // Drawn only on a terminal.
+    let progress = indicatif::ProgressBar::new(u64::from(count));
     for i in 0..count {
         let group = format!("topic-{run}-{i}");
+        let members = members.get(i as usize).copied().unwrap_or_default();
         samples.push(register_one(&node, &group, members, within).await?);
+        progress.inc(1);
     }
+    progress.finish_and_clear();
     let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
     let p50 = quantile(&samples, 0.5).ok_or(BenchError::NoSamples)?;
     Ok(serde_json::json!({
         "figure": "topic_registration",
         "node": url,
-        "members": members.len(),
+        "members": members.first().map_or(0, |m| m.len()),
         "count": count,
         "p50_s": p50.as_secs_f64(),
         "p90_s": seconds(quantile(&samples, 0.9)),
@@ -98,6 +113,47 @@ async fn register_one(
     Err(BenchError::Register {
         device: group.to_string(),
         reason: format!("no topic key at the finalized head within {within:?}"),
+    })
+}
+
+/// Registers `{prefix}0..{prefix}{n - 1}` (with device 1111's dev key) and waits until the
+/// last of them is at the finalized head.
+async fn register_devices(
+    node: &Node,
+    prefix: &str,
+    n: u32,
+    within: Duration,
+) -> Result<(), BenchError> {
+    let calls = register_calls(prefix, n, crate::registration::DEVICE_KEY);
+    let signed = node.sign_as_alice(&calls, prefix).await?;
+    if let Some(first) = node.submit_in_order(&signed).await.first() {
+        return Err(BenchError::Register {
+            device: format!("{prefix}*"),
+            reason: first.clone(),
+        });
+    }
+    let last = format!("{prefix}{}", n.saturating_sub(1));
+    let started = Instant::now();
+    while started.elapsed() < within {
+        let at = node
+            .api
+            .at_current_block()
+            .await
+            .map_err(|e| BenchError::Query(e.to_string()))?;
+        let address = subxt::dynamic::storage::<(Vec<u8>,), Value>("Devices", "Devices");
+        let found = at
+            .storage()
+            .try_fetch(address, (last.as_bytes().to_vec(),))
+            .await
+            .map_err(|e| BenchError::Query(e.to_string()))?;
+        if found.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(BenchError::Register {
+        device: last,
+        reason: format!("not at the finalized head within {within:?}"),
     })
 }
 

@@ -210,6 +210,20 @@ impl MqttClient {
         }
     }
 
+    /// Waits for `n` PUBACKs (of publishes queued with `client` directly); false if one took
+    /// longer than `within`.
+    pub async fn pubacks(&mut self, n: usize, within: Duration) -> bool {
+        let mut seen = 0;
+        while seen < n {
+            match tokio::time::timeout(within, self.acks.recv()).await {
+                Ok(Some(Ack::Pub)) => seen += 1,
+                Ok(Some(Ack::Sub(_))) => continue,
+                Ok(None) | Err(_) => return false,
+            }
+        }
+        true
+    }
+
     /// The next message within `within`, if any.
     pub async fn next(&mut self, within: Duration) -> Option<(String, Vec<u8>)> {
         tokio::time::timeout(within, self.incoming.recv())

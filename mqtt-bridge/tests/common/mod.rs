@@ -592,6 +592,11 @@ impl Stack {
         self.bridge = Some(Process::spawn(&mut command, log));
     }
 
+    /// The running bridge's process id (0 if none runs).
+    pub fn bridge_pid(&self) -> u32 {
+        self.bridge.as_ref().map_or(0, Process::pid)
+    }
+
     /// A metric's value from the bridge's `/metrics` endpoint.
     pub async fn metric(&self, name: &str) -> Option<f64> {
         bridge_metric(self.metrics_port, name).await
