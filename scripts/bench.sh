@@ -11,7 +11,8 @@
 # then 1,000 registrations submitted at once: until all are finalized and until the bridge
 # has them. On a dev chain of its own (the data_plane example): a 1 MiB send and a 256-byte
 # topic message, sealing to opening; gated throughput against the same broker alone, with
-# a load generator that shows it outruns both; the bridge's CPU time per gated message.
+# a load generator that shows it outruns both; the bridge's CPU time per gated message; the
+# exchange log's backlog after those 20,000 forwards and the time it took to drain.
 #
 # Writes $KEYMESH_BENCH_DIR (default ~/.cache/keymesh/bench): results.jsonl (one JSON object
 # a measurement), latency.svg (latency against device count) and the processes' logs.
@@ -121,7 +122,7 @@ KEYMESH_TESTNET_DIR="$OUT/testnet" "$REPO_ROOT/scripts/local-testnet.sh" --stop 
 # The example logs its processes' output; its figure is its last line.
 data_plane() { "$BIN/examples/data_plane" "$1" | tail -n 1; }
 log "data plane (its own dev chain and bridge)"
-record dev 4 data_plane 6000
+record dev 4 data_plane 10000
 
 "$BENCH" report --results "$RESULTS" --svg "$OUT/latency.svg" >"$OUT/report.md"
 cat "$OUT/report.md"

@@ -125,15 +125,21 @@ fn table(lines: &[Line]) {
         Some(0.829),
         (field("topic_256b_p50_s"), None),
     );
-    println!(
-        "| exchange log after a burst of 20,000 forwards | — | not measured yet (issue 16 item 5) | — | — |"
-    );
+    if let Some(log) = plane.map(|p| &p["exchange_log"]) {
+        println!(
+            "| exchange log after a burst of {:.0} forwards | — | {:.0} records behind; drained in {} | — | — |",
+            log["forwards"].as_f64().unwrap_or(0.0),
+            log["backlog_at_end"].as_f64().unwrap_or(0.0),
+            show(seconds(&log["drained_s"])),
+        );
+    }
     if let Some(t) = plane.map(|p| &p["throughput"]) {
         println!(
-            "| gated throughput, 256 B, against the same broker alone | — | {:.0} against {:.0} msg/s: {:.1} % | — | the generator handed over {:.0} (gated) and {:.0} (alone) msg/s; the broker acknowledged {:.0} and {:.0} |",
+            "| gated throughput, 256 B, against the same broker alone | — | {:.0} against {:.0} msg/s: {:.1} % | — | the generator alone puts in {:.0} msg/s (publishes nobody reads); it handed over {:.0} (gated) and {:.0} (alone) msg/s; the broker acknowledged {:.0} and {:.0} |",
             t["gated_msg_s"].as_f64().unwrap_or(0.0),
             t["broker_alone_msg_s"].as_f64().unwrap_or(0.0),
             100.0 * t["gated_share"].as_f64().unwrap_or(0.0),
+            t["generator_alone_msg_s"].as_f64().unwrap_or(0.0),
             t["gated_handed_over_msg_s"].as_f64().unwrap_or(0.0),
             t["broker_alone_handed_over_msg_s"].as_f64().unwrap_or(0.0),
             t["gated_acknowledged_msg_s"].as_f64().unwrap_or(0.0),

@@ -7,8 +7,11 @@
 //!   by several connections at once with a wide in-flight window, and received by one
 //!   subscriber. Each round reports the rate the generator handed its publishes to its
 //!   connections at, and the rate the broker acknowledged them at, next to the rate of
-//!   deliveries, so a generator slower than the path shows;
-//! - the bridge's CPU time (user + system, from `/proc`) per gated message.
+//!   deliveries; and, first, the rate the broker takes the generator's publishes at when
+//!   nobody reads them: what the generator can put in, faster than either path delivers;
+//! - the bridge's CPU time (user + system, from `/proc`) per gated message;
+//! - the exchange log after that load: its backlog when the load stopped, and how long it
+//!   took to drain.
 //!
 //! It prints one JSON object on its last line.
 //!
@@ -78,6 +81,29 @@ struct Round {
 }
 
 impl Path {
+    /// Publishes `batch` from the senders to `topic`, which nobody reads, and returns the
+    /// rate the broker acknowledged them at: what the generator can put in.
+    async fn publish_only(&mut self, topic: &str, batch: &[Vec<u8>]) -> f64 {
+        let started = Instant::now();
+        let senders = self.senders.len();
+        let publishing = self.senders.iter_mut().enumerate().map(|(s, sender)| {
+            let share: Vec<Vec<u8>> = batch.iter().skip(s).step_by(senders).cloned().collect();
+            async move {
+                let n = share.len();
+                for payload in share {
+                    sender
+                        .client
+                        .publish(topic, QoS::AtLeastOnce, false, payload)
+                        .await
+                        .unwrap();
+                }
+                assert!(sender.pubacks(n, Duration::from_secs(60)).await);
+            }
+        });
+        futures::future::join_all(publishing).await;
+        batch.len() as f64 / started.elapsed().as_secs_f64()
+    }
+
     /// Sends `batch`, split across the senders, and waits for every delivery.
     async fn round(&mut self, batch: &[Vec<u8>]) -> Round {
         let started = Instant::now();
@@ -137,35 +163,6 @@ impl Path {
     }
 }
 
-/// `count` envelopes of a 256-byte payload to 1113, alternately from 1111 and 1112
-/// (sealed on every core).
-fn seal_batch(count: usize) -> Vec<Vec<u8>> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let per = count.div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    let keys = [device_key("1111"), device_key("1112")];
-                    let to = public("1113");
-                    (t * per..((t + 1) * per).min(count))
-                        .map(|i| {
-                            let from = ["1111", "1112"][i % 2];
-                            seal_direct(from, &keys[i % 2], "1113", &to, 0, &[0x42; 256])
-                                .unwrap()
-                                .to_bytes()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    })
-}
-
 /// Connections straight to the embedded broker, past the front and the gate.
 fn raw_options(port: u16, id: &str) -> MqttOptions {
     let mut options = MqttOptions::new(id, "127.0.0.1", port);
@@ -215,13 +212,19 @@ async fn throughput_paths(stack: &Stack, backend_port: u16) -> (Path, Path) {
 
 /// The throughput pair in alternating rounds, and the bridge's CPU per gated message.
 async fn throughput(stack: &Stack, backend_port: u16, n: usize) -> serde_json::Value {
-    let envelopes = tokio::task::spawn_blocking(move || seal_batch(WARM_UP + ROUNDS * n))
-        .await
-        .unwrap();
+    let envelopes = tokio::task::spawn_blocking(move || {
+        sealed_burst(WARM_UP + ROUNDS * n, &["1111", "1112"], "1113")
+    })
+    .await
+    .unwrap();
     let (mut raw, mut gated) = throughput_paths(stack, backend_port).await;
     let (warm, rounds) = envelopes.split_at(WARM_UP);
     raw.round(warm).await;
     gated.round(warm).await;
+    let mut generator = Vec::new();
+    for batch in rounds.chunks(n) {
+        generator.push(raw.publish_only("km/v1/bench/void", batch).await);
+    }
     let pid = stack.bridge_pid();
     let (mut raw_rates, mut gated_rates) = (Vec::new(), Vec::new());
     let (mut raw_acked, mut gated_acked) = (Vec::new(), Vec::new());
@@ -244,6 +247,7 @@ async fn throughput(stack: &Stack, backend_port: u16, n: usize) -> serde_json::V
         "messages_per_round": n,
         "senders": SENDERS,
         "broker_alone_msg_s": raw_rate,
+        "generator_alone_msg_s": median(&mut generator),
         "broker_alone_acknowledged_msg_s": median(&mut raw_acked),
         "broker_alone_handed_over_msg_s": median(&mut raw_handed),
         "gated_msg_s": gated_rate,
@@ -304,6 +308,32 @@ async fn topic_send(stack: &Stack) -> Vec<Duration> {
     samples
 }
 
+/// The exchange log after the load: the backlog when the last delivery arrived, and how
+/// long it took to reach zero (`null` if it did not within two minutes).
+async fn exchange_log_drain(stack: &Stack) -> serde_json::Value {
+    async fn backlog(stack: &Stack) -> f64 {
+        stack
+            .metric("keymesh_bridge_audit_backlog")
+            .await
+            .unwrap_or(0.0)
+    }
+    let at_end = backlog(stack).await;
+    let started = Instant::now();
+    let mut drained = None;
+    while started.elapsed() < Duration::from_secs(120) {
+        if backlog(stack).await == 0.0 {
+            drained = Some(started.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    serde_json::json!({
+        "forwards": stack.metric("keymesh_bridge_forwarded_total").await,
+        "backlog_at_end": at_end,
+        "drained_s": drained,
+    })
+}
+
 fn p50_s(samples: &mut [Duration]) -> f64 {
     samples.sort();
     samples[samples.len() / 2].as_secs_f64()
@@ -335,7 +365,9 @@ async fn main() {
     let mut large = large_send(&stack).await;
     let mut topic = topic_send(&stack).await;
     let pair = throughput(&stack, backend_port, n).await;
+    let exchange_log = exchange_log_drain(&stack).await;
     let result = serde_json::json!({
+        "exchange_log": exchange_log,
         "figure": "data_plane",
         "send_1mib_p50_s": p50_s(&mut large),
         "topic_256b_p50_s": p50_s(&mut topic),

@@ -192,8 +192,6 @@ impl ForwardLoop {
             Ok(accepted) => self.forward(accepted, &snapshot, publish).await?,
             Err(refused) => self.refuse(refused, &snapshot, publish).await?,
         }
-        let pending = lock(&self.forward.audit).pending();
-        self.forward.metrics.audit_backlog.set(pending as u64);
         Ok(())
     }
 

@@ -1,9 +1,13 @@
 //! Prometheus metrics, served on `/metrics` (see [`crate::health`]).
 
+use std::sync::Arc;
+
 use substrate_prometheus_endpoint::{
-    exponential_buckets, register, Counter, CounterVec, Gauge, Histogram, HistogramOpts, Opts,
-    PrometheusError, Registry, U64,
+    exponential_buckets, register, Counter, CounterVec, Gauge, Histogram, HistogramOpts,
+    MetricSource, Opts, PrometheusError, Registry, SourcedGauge, U64,
 };
+
+use crate::audit::{lock, SharedJournal};
 
 /// What the bridge counts.
 #[derive(Clone)]
@@ -22,8 +26,6 @@ pub struct Metrics {
     pub cache_age: Gauge<U64>,
     /// The finalized block the cache reflects.
     pub cache_block: Gauge<U64>,
-    /// Exchange records queued, not yet submitted.
-    pub audit_backlog: Gauge<U64>,
     /// Group keys set by this bridge as key manager.
     pub rekeys: Counter<U64>,
     /// CONNECTs at the front, by outcome ("accepted" or the refusal).
@@ -133,10 +135,6 @@ impl Metrics {
                 Gauge::new("cache_block", "Finalized block the key cache reflects")?,
                 &registry,
             )?,
-            audit_backlog: register(
-                Gauge::new("audit_backlog", "Exchange records not yet submitted")?,
-                &registry,
-            )?,
             rekeys: register(
                 Counter::new("rekeys_total", "Group epoch keys submitted")?,
                 &registry,
@@ -144,4 +142,30 @@ impl Metrics {
             registry,
         })
     }
+}
+
+/// The audit journal's backlog, read from the journal whenever `/metrics` is scraped, so
+/// the gauge is never behind the journal.
+#[derive(Clone)]
+struct Backlog(Arc<SharedJournal>);
+
+impl MetricSource for Backlog {
+    type N = u64;
+
+    fn collect(&self, mut set: impl FnMut(&[&str], u64)) {
+        set(&[], lock(&self.0).pending() as u64);
+    }
+}
+
+/// Registers `audit_backlog`: exchange records journaled and not yet on chain.
+pub fn register_backlog(
+    registry: &Registry,
+    journal: Arc<SharedJournal>,
+) -> Result<(), PrometheusError> {
+    let opts = Opts::new(
+        "audit_backlog",
+        "Exchange records journaled and not yet on chain",
+    );
+    register(SourcedGauge::new(&opts, Backlog(journal))?, registry)?;
+    Ok(())
 }

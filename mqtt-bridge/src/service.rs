@@ -426,6 +426,12 @@ pub async fn run(
         reason: e.to_string(),
     })?;
     let journals = open_journals(&settings)?;
+    crate::metrics::register_backlog(&metrics.registry, journals.audit.clone()).map_err(|e| {
+        BridgeError::Metrics {
+            listen: String::new(),
+            reason: e.to_string(),
+        }
+    })?;
     let backend = backend(&settings)?;
     let account = <Keypair as Signer<PolkadotConfig>>::account_id(&settings.signer);
     let (node, first) = first_snapshot(&settings.node, &account).await?;

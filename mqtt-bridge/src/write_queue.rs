@@ -56,7 +56,6 @@ pub async fn run(
                 if listed {
                     flusher.flush(&writer).await;
                 }
-                metrics.audit_backlog.set(flusher.pending() as u64);
                 if let Some(done) = done {
                     let _ = done.send(());
                 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::{process::Command, time::Duration};
 
 use common::*;
 use keymesh_device::{keys::public_der, mqtt::inbox_topic};
@@ -80,4 +80,74 @@ async fn a_thousand_registrations_submitted_at_once_all_become_usable() {
         let opened = open_delivery(&delivery.1, &device_key("1112"), &directory()).unwrap();
         assert_eq!(&opened.payload[..], id.as_bytes());
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_backlog_gauge_falls_batch_by_batch_as_the_exchange_log_drains() {
+    // More records than one exchange-log batch holds (1,024), so draining takes several
+    // finalized blocks; the bridge's rate limit is lifted for the burst.
+    const BURST: usize = 3_000;
+    let mut options = StackOptions::new(BrokerKind::Embedded).bridge_args(&[
+        "--rate-per-sec",
+        "1000000",
+        "--rate-burst",
+        "1000000",
+    ]);
+    options.sealing = "aura";
+    let stack = Stack::start_options(options).await;
+    let burst = tokio::task::spawn_blocking(|| sealed_burst(BURST, &["1111"], "1113"))
+        .await
+        .unwrap();
+    let mut sender = Device::connect(stack.mqtt_port, "1111").await;
+    let mut reader = Device::connect(stack.mqtt_port, "1113").await;
+    for envelope in burst {
+        sender
+            .mqtt
+            .client
+            .publish(
+                keymesh_device::mqtt::ingress_topic("1111"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                envelope,
+            )
+            .await
+            .unwrap();
+    }
+    assert!(
+        sender.mqtt.pubacks(BURST, WAIT).await,
+        "the front took the burst"
+    );
+    for i in 0..BURST {
+        reader
+            .next_on(&inbox_topic("1113"), WAIT)
+            .await
+            .unwrap_or_else(|| panic!("only {i} of {BURST} delivered"));
+    }
+    // Every forward is journaled before its delivery: the backlog is at its peak now, and
+    // the gauge must fall through values in between as batches land, not jump to zero.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while seen.last() != Some(&0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog did not drain: {seen:?}"
+        );
+        if let Some(value) = stack.metric("keymesh_bridge_audit_backlog").await {
+            if seen.last() != Some(&(value as u64)) {
+                seen.push(value as u64);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("audit_backlog as it drained: {seen:?}");
+    let peak = seen.first().copied().unwrap_or(0);
+    assert!(peak > 0, "the burst left no backlog to watch: {seen:?}");
+    assert!(
+        seen.iter().any(|v| *v > 0 && *v < peak),
+        "the gauge went from {peak} to 0 with nothing in between: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[1] < w[0]),
+        "with no new forwards the backlog only falls: {seen:?}"
+    );
 }

@@ -183,3 +183,33 @@ pub async fn create_group(stack: &Stack, group: &str, members: &[&str], open: bo
         stack.submit(&alice, "Groups", "add_member", args).await;
     }
 }
+
+/// `count` direct envelopes to `to`, envelope `i` from `senders[i % senders.len()]` with the
+/// payload `m{i}` padded to 256 bytes, sealed on every core.
+pub fn sealed_burst(count: usize, senders: &[&str], to: &str) -> Vec<Vec<u8>> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per = count.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let keys: Vec<_> = senders.iter().map(|s| device_key(s)).collect();
+                    let to_key = public(to);
+                    (t * per..((t + 1) * per).min(count))
+                        .map(|i| {
+                            let k = i % senders.len();
+                            let payload = format!("m{i:0>255}");
+                            seal_direct(senders[k], &keys[k], to, &to_key, 0, payload.as_bytes())
+                                .unwrap()
+                                .to_bytes()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
