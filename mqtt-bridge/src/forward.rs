@@ -15,8 +15,9 @@
 
 use std::{sync::Arc, time::Duration, time::Instant};
 
-use keymesh_device::{mqtt, Attestation, Delivery};
+use keymesh_device::{mqtt, Delivery};
 use rumqttc::{AsyncClient, Publish};
+use subxt::ext::futures::{stream::FuturesOrdered, StreamExt};
 use subxt_signer::sr25519::Keypair;
 use tokio::sync::{mpsc, watch};
 
@@ -29,6 +30,7 @@ use crate::{
     metrics::Metrics,
     notice,
     outbox::Outbox,
+    prepare::{ingress_sender, Preparer, Work, AHEAD},
     record::Record,
     replay::{JournalError, ReplayJournal, Seen},
 };
@@ -79,11 +81,14 @@ pub struct ForwardLoop {
     unclosed: std::collections::VecDeque<(u64, Seen)>,
     /// Since when the follower has been behind, if it is.
     behind_since: Option<Instant>,
+    /// Starts the work done on envelopes ahead of their turn.
+    preparer: Preparer,
 }
 
 impl Forward {
     pub fn start(self) -> ForwardLoop {
         ForwardLoop {
+            preparer: Preparer::new(self.gate.limits().clone(), self.signer.clone()),
             compact_at: self.journal.records().saturating_add(COMPACT_SLACK),
             forward: self,
             unclosed: std::collections::VecDeque::new(),
@@ -93,7 +98,8 @@ impl Forward {
 }
 
 impl ForwardLoop {
-    /// Forwards until `shutdown` resolves or ingress closes.
+    /// Forwards until `shutdown` resolves or ingress closes. Up to [`AHEAD`] envelopes are
+    /// worked on ahead ([`crate::prepare`]); they are handled in arrival order.
     pub async fn run(
         mut self,
         mut incoming: mpsc::Receiver<Publish>,
@@ -102,8 +108,11 @@ impl ForwardLoop {
         tokio::pin!(shutdown);
         let mut sync = tokio::time::interval(Duration::from_secs(1));
         let mut acked = self.forward.acked.clone();
-        loop {
-            let publish = tokio::select! {
+        let mut ahead = FuturesOrdered::new();
+        let mut waiting = std::collections::VecDeque::new();
+        let mut ingress_open = true;
+        while ingress_open || !waiting.is_empty() {
+            let work = tokio::select! {
                 _ = &mut shutdown => break,
                 _ = sync.tick() => {
                     self.sync_journals();
@@ -116,38 +125,67 @@ impl ForwardLoop {
                     }
                     continue;
                 }
-                publish = incoming.recv() => match publish {
-                    Some(publish) => publish,
-                    None => break,
-                },
-            };
-            let mut backoff = DURABILITY_RETRY;
-            loop {
-                match self.handle(&publish).await {
-                    Ok(()) => {
-                        self.forward.health.set_journals_writable(true);
-                        break;
-                    }
-                    Err(e) => {
-                        self.forward.health.set_journals_writable(false);
-                        let wait = backoff.next_wait();
-                        tracing::error!(
-                            "{e}: envelope on {} neither forwarded nor acknowledged; retrying \
-                             in {wait:?}",
-                            publish.topic
-                        );
-                        tokio::select! {
-                            _ = &mut shutdown => {
-                                self.sync_journals();
-                                return;
-                            }
-                            _ = tokio::time::sleep(wait) => {}
+                publish = incoming.recv(), if ingress_open && waiting.len() < AHEAD => {
+                    match publish {
+                        Some(publish) => {
+                            let snapshot = self.forward.snapshot.borrow().clone();
+                            ahead.push_back(self.preparer.spawn(&publish, snapshot));
+                            waiting.push_back(publish);
                         }
+                        None => ingress_open = false,
+                    }
+                    continue;
+                }
+                Some(work) = ahead.next() => work,
+            };
+            let Some(publish) = waiting.pop_front() else {
+                continue;
+            };
+            // A task that did not finish leaves all the work to the envelope's turn.
+            let mut work = work.unwrap_or_else(|_| Work::none());
+            if !self
+                .handle_until_durable(&publish, &mut work, &mut shutdown)
+                .await
+            {
+                return;
+            }
+        }
+        self.sync_journals();
+    }
+
+    /// Handles one envelope, retrying with backoff while its records cannot be written;
+    /// false if `shutdown` came first.
+    async fn handle_until_durable(
+        &mut self,
+        publish: &Publish,
+        work: &mut Work,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        let mut backoff = DURABILITY_RETRY;
+        loop {
+            match self.handle(publish, work).await {
+                Ok(()) => {
+                    self.forward.health.set_journals_writable(true);
+                    return true;
+                }
+                Err(e) => {
+                    self.forward.health.set_journals_writable(false);
+                    let wait = backoff.next_wait();
+                    tracing::error!(
+                        "{e}: envelope on {} neither forwarded nor acknowledged; retrying in \
+                         {wait:?}",
+                        publish.topic
+                    );
+                    tokio::select! {
+                        _ = shutdown.as_mut() => {
+                            self.sync_journals();
+                            return false;
+                        }
+                        _ = tokio::time::sleep(wait) => {}
                     }
                 }
             }
         }
-        self.sync_journals();
     }
 
     fn sync_journals(&mut self) {
@@ -163,13 +201,9 @@ impl ForwardLoop {
 
     /// Gates one envelope and, once its records are durable, publishes the outcome and
     /// acknowledges it. An error means nothing was published or acknowledged.
-    async fn handle(&mut self, publish: &Publish) -> Result<(), JournalError> {
+    async fn handle(&mut self, publish: &Publish, work: &mut Work) -> Result<(), JournalError> {
         self.close_unclosed()?;
-        let Some(sender) = publish
-            .topic
-            .strip_prefix("km/v1/in/")
-            .filter(|s| keymesh_primitives::validate_id(s.as_bytes()).is_ok())
-        else {
+        let Some(sender) = ingress_sender(&publish.topic) else {
             self.ack(publish).await;
             return Ok(());
         };
@@ -184,12 +218,13 @@ impl ForwardLoop {
         let verdict = f
             .gate
             .check_standing(sender, &publish.payload, &snapshot, caught_up, now)
-            .and_then(|()| f.gate.check(sender, &publish.payload, now, &snapshot));
+            .and_then(|()| work.genuine(f.gate.limits(), sender, &publish.payload, &snapshot))
+            .and_then(|genuine| f.gate.admit(sender, genuine, now, &snapshot));
         f.metrics
             .check_latency
             .observe(started.elapsed().as_secs_f64());
         match verdict {
-            Ok(accepted) => self.forward(accepted, &snapshot, publish).await?,
+            Ok(accepted) => self.forward(accepted, &snapshot, publish, work).await?,
             Err(refused) => self.refuse(refused, &snapshot, publish).await?,
         }
         Ok(())
@@ -219,6 +254,7 @@ impl ForwardLoop {
         accepted: Accepted,
         snapshot: &Snapshot,
         publish: &Publish,
+        work: &mut Work,
     ) -> Result<(), JournalError> {
         let f = &mut self.forward;
         let seen = Seen {
@@ -245,12 +281,7 @@ impl ForwardLoop {
             }
         }
         let delivery = Delivery {
-            attestation: Attestation::sign(
-                &f.signer,
-                &publish.payload,
-                snapshot.block_number,
-                snapshot.block_hash,
-            ),
+            attestation: work.attestation(&f.signer, &publish.payload, snapshot),
             envelope: publish.payload.to_vec(),
         };
         let topic = match &accepted.target {

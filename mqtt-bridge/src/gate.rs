@@ -282,8 +282,9 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// What the first checks learn of an envelope that is genuine (signed by its sender).
-struct Genuine {
+/// What the first checks ([`authenticate`]) learn of an envelope that is genuine (signed
+/// by its sender); [`Gate::admit`] takes it from there.
+pub struct Genuine {
     envelope: Envelope,
     sender: String,
     target: Target,
@@ -411,7 +412,20 @@ impl Gate {
         now_ms: u64,
         snapshot: &Snapshot,
     ) -> Result<Accepted, Refused> {
-        let genuine = self.authenticate(ingress_sender, bytes, snapshot)?;
+        let genuine = authenticate(&self.limits, ingress_sender, bytes, snapshot)?;
+        self.admit(ingress_sender, genuine, now_ms, snapshot)
+    }
+
+    /// The checks of [`Gate::check`] that keep state, on an envelope [`authenticate`]
+    /// passed against the same `snapshot`: freshness, the replay window, the sender's rate,
+    /// then the target and its key.
+    pub fn admit(
+        &mut self,
+        ingress_sender: &str,
+        genuine: Genuine,
+        now_ms: u64,
+        snapshot: &Snapshot,
+    ) -> Result<Accepted, Refused> {
         let refuse = |reason: Reason, detail: String, consumed: Option<Seen>| Refused {
             reason,
             reported_to: ingress_sender.to_string(),
@@ -473,72 +487,6 @@ impl Gate {
         })
     }
 
-    /// Size, form, ingress, sender and signature: what anyone can get wrong, checked
-    /// without keeping any state.
-    fn authenticate(
-        &self,
-        ingress_sender: &str,
-        bytes: &[u8],
-        snapshot: &Snapshot,
-    ) -> Result<Genuine, Refused> {
-        let refuse = |reason: Reason, target: Option<Target>, id, detail: String| Refused {
-            reason,
-            reported_to: ingress_sender.to_string(),
-            target,
-            message_id: id,
-            detail,
-            consumed: None,
-        };
-        if bytes.len() > self.limits.max_envelope {
-            let detail = format!("{} bytes, limit {}", bytes.len(), self.limits.max_envelope);
-            return Err(refuse(Reason::TooLarge, None, None, detail));
-        }
-        let envelope = Envelope::decode_bounded(bytes)
-            .map_err(|e| refuse(Reason::Malformed, None, None, e.to_string()))?;
-        let header = &envelope.header;
-        let id = Some(header.message_id);
-        let sender = text(&header.sender);
-        let target_id = text(&header.target);
-        let target = match header.kind {
-            Kind::Direct => Target::Device(target_id),
-            Kind::Topic => Target::Group(target_id),
-        };
-        let refuse = |reason, detail| refuse(reason, Some(target.clone()), id, detail);
-        if sender != ingress_sender {
-            return Err(refuse(
-                Reason::WrongIngress,
-                format!("claims sender {sender:?} on the ingress topic of {ingress_sender:?}"),
-            ));
-        }
-        let sender_key = match snapshot.devices.get(&sender) {
-            None => {
-                return Err(refuse(
-                    Reason::UnknownSender,
-                    format!("no device {sender:?}"),
-                ))
-            }
-            Some(d) if d.status != DeviceStatus::Active => {
-                return Err(refuse(
-                    Reason::SenderNotActive,
-                    format!("{sender} is {:?}", d.status),
-                ))
-            }
-            Some(d) => d,
-        };
-        if keymesh_device::envelope::verify_decoded(&envelope, &sender_key.public_key).is_err() {
-            return Err(refuse(
-                Reason::BadSignature,
-                format!("signature does not verify under {sender}'s current key"),
-            ));
-        }
-        Ok(Genuine {
-            hash: envelope_hash(bytes),
-            envelope,
-            sender,
-            target,
-        })
-    }
-
     fn forget_expired(&mut self, now_ms: u64) {
         while let Some((id, expiry)) = self.seen_order.front().copied() {
             if expiry > now_ms {
@@ -554,6 +502,72 @@ impl Gate {
             }
         }
     }
+}
+
+/// Size, form, ingress, sender and signature: what anyone can get wrong, checked without
+/// keeping any state, so the forward loop runs it on any core ahead of the envelope's turn.
+pub fn authenticate(
+    limits: &Limits,
+    ingress_sender: &str,
+    bytes: &[u8],
+    snapshot: &Snapshot,
+) -> Result<Genuine, Refused> {
+    let refuse = |reason: Reason, target: Option<Target>, id, detail: String| Refused {
+        reason,
+        reported_to: ingress_sender.to_string(),
+        target,
+        message_id: id,
+        detail,
+        consumed: None,
+    };
+    if bytes.len() > limits.max_envelope {
+        let detail = format!("{} bytes, limit {}", bytes.len(), limits.max_envelope);
+        return Err(refuse(Reason::TooLarge, None, None, detail));
+    }
+    let envelope = Envelope::decode_bounded(bytes)
+        .map_err(|e| refuse(Reason::Malformed, None, None, e.to_string()))?;
+    let header = &envelope.header;
+    let id = Some(header.message_id);
+    let sender = text(&header.sender);
+    let target_id = text(&header.target);
+    let target = match header.kind {
+        Kind::Direct => Target::Device(target_id),
+        Kind::Topic => Target::Group(target_id),
+    };
+    let refuse = |reason, detail| refuse(reason, Some(target.clone()), id, detail);
+    if sender != ingress_sender {
+        return Err(refuse(
+            Reason::WrongIngress,
+            format!("claims sender {sender:?} on the ingress topic of {ingress_sender:?}"),
+        ));
+    }
+    let sender_key = match snapshot.devices.get(&sender) {
+        None => {
+            return Err(refuse(
+                Reason::UnknownSender,
+                format!("no device {sender:?}"),
+            ))
+        }
+        Some(d) if d.status != DeviceStatus::Active => {
+            return Err(refuse(
+                Reason::SenderNotActive,
+                format!("{sender} is {:?}", d.status),
+            ))
+        }
+        Some(d) => d,
+    };
+    if keymesh_device::envelope::verify_decoded(&envelope, &sender_key.public_key).is_err() {
+        return Err(refuse(
+            Reason::BadSignature,
+            format!("signature does not verify under {sender}'s current key"),
+        ));
+    }
+    Ok(Genuine {
+        hash: envelope_hash(bytes),
+        envelope,
+        sender,
+        target,
+    })
 }
 
 /// The fingerprint the envelope must be sealed to: the target device's current key, or the

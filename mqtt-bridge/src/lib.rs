@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | follow | [`follow`], [`chain`] | the key cache on finalized state, across reconnects, with no block skipped |
 //! | gate | [`gate`] | pure rules, no I/O, `StaleState` included |
-//! | forward | [`forward`], [`notice`] | MQTT in, attested deliveries and refusal notices out, each after its records are durable |
+//! | forward | [`forward`], [`prepare`], [`notice`] | MQTT in, attested deliveries and refusal notices out, each after its records are durable; signature checks and attestations on every core ahead of each envelope's turn |
 //! | ingress | [`ingress`], [`outbox`] | the bridge's broker session: resubscribes and resends after a lost session; which publishes the broker has acknowledged |
 //! | audit record | [`record`] | what the exchange log is told |
 //! | journal | [`audit_journal`], [`replay`] | the audit queue and the replay window on disk |
@@ -39,6 +39,7 @@ pub mod keyman;
 pub mod metrics;
 pub mod notice;
 pub mod outbox;
+pub mod prepare;
 pub mod record;
 pub mod rekey;
 pub mod replay;
