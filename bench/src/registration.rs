@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use subxt::{dynamic::Value, OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::dev;
 
-use crate::stats::quantile;
+use crate::stats::summary;
 
 /// A development key (RSA-2048); devices may share a key, and the runtime validates it.
 pub const DEVICE_KEY: &[u8] = include_bytes!("../../runtime/dev-keys/1111.der");
@@ -51,18 +51,11 @@ pub async fn measure(node: &str, count: u32) -> Result<serde_json::Value, BenchE
         progress.inc(1);
     }
     progress.finish_and_clear();
-    let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-    let p50 = quantile(&samples, 0.5).ok_or(BenchError::NoSamples)?;
-    Ok(serde_json::json!({
-        "figure": "registration_until_finalized",
-        "node": node,
-        "count": count,
-        "p50_s": p50.as_secs_f64(),
-        "p90_s": seconds(quantile(&samples, 0.9)),
-        "min_s": seconds(quantile(&samples, 0.0)),
-        "max_s": seconds(quantile(&samples, 1.0)),
-        "samples_s": samples.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
-    }))
+    let mut figure = summary(&samples).ok_or(BenchError::NoSamples)?;
+    figure.insert("figure".into(), "registration_until_finalized".into());
+    figure.insert("node".into(), node.into());
+    figure.insert("count".into(), count.into());
+    Ok(serde_json::Value::Object(figure))
 }
 
 /// One registration, signed by Alice: the time from submission to finality.

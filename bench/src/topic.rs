@@ -15,7 +15,7 @@ use subxt_signer::sr25519::dev;
 use crate::{
     chain::{register_calls, run_tag, Api, Node},
     registration::BenchError,
-    stats::quantile,
+    stats::summary,
 };
 
 #[derive(subxt::ext::scale_decode::DecodeAsType)]
@@ -56,19 +56,15 @@ pub async fn measure(
         progress.inc(1);
     }
     progress.finish_and_clear();
-    let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-    let p50 = quantile(&samples, 0.5).ok_or(BenchError::NoSamples)?;
-    Ok(serde_json::json!({
-        "figure": "topic_registration",
-        "node": url,
-        "members": members.first().map_or(0, |m| m.len()),
-        "count": count,
-        "p50_s": p50.as_secs_f64(),
-        "p90_s": seconds(quantile(&samples, 0.9)),
-        "min_s": seconds(quantile(&samples, 0.0)),
-        "max_s": seconds(quantile(&samples, 1.0)),
-        "samples_s": samples.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
-    }))
+    let mut figure = summary(&samples).ok_or(BenchError::NoSamples)?;
+    figure.insert("figure".into(), "topic_registration".into());
+    figure.insert("node".into(), url.into());
+    figure.insert(
+        "members".into(),
+        members.first().map_or(0, |m| m.len()).into(),
+    );
+    figure.insert("count".into(), count.into());
+    Ok(serde_json::Value::Object(figure))
 }
 
 /// One group: create it, add the members, wait for its key at the finalized head.
