@@ -2,12 +2,15 @@
 //! to the node reporting the block that holds it finalized: the wait an operator sees when
 //! onboarding one device, and what the seed paper's registration figure measures.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use subxt::{dynamic::Value, OnlineClient, PolkadotConfig};
+use subxt::dynamic::Value;
 use subxt_signer::sr25519::dev;
 
-use crate::stats::summary;
+use crate::{
+    chain::{run_tag, Api, Node},
+    stats::summary,
+};
 
 /// A development key (RSA-2048); devices may share a key, and the runtime validates it.
 pub const DEVICE_KEY: &[u8] = include_bytes!("../../runtime/dev-keys/1111.der");
@@ -31,17 +34,9 @@ pub enum BenchError {
 
 /// Registers `count` fresh devices one after another and returns the figure as JSON.
 pub async fn measure(node: &str, count: u32) -> Result<serde_json::Value, BenchError> {
-    let api = OnlineClient::<PolkadotConfig>::from_insecure_url(node)
-        .await
-        .map_err(|e| BenchError::Connect {
-            url: node.to_string(),
-            reason: e.to_string(),
-        })?;
+    let api = Node::connect(node).await?.api;
     // Ids unique to this run, so runs against one chain never collide.
-    let run = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
+    let run = run_tag();
     let mut samples = Vec::new();
     // Drawn only on a terminal.
     let progress = indicatif::ProgressBar::new(u64::from(count));
@@ -59,10 +54,7 @@ pub async fn measure(node: &str, count: u32) -> Result<serde_json::Value, BenchE
 }
 
 /// One registration, signed by Alice: the time from submission to finality.
-async fn register_one(
-    api: &OnlineClient<PolkadotConfig>,
-    device: &str,
-) -> Result<Duration, BenchError> {
+async fn register_one(api: &Api, device: &str) -> Result<Duration, BenchError> {
     let failed = |e: &dyn std::fmt::Display| BenchError::Register {
         device: device.to_string(),
         reason: e.to_string(),
