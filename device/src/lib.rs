@@ -14,6 +14,7 @@ pub mod config;
 pub mod connect_proof;
 pub mod directory;
 pub mod envelope;
+pub mod exchange_proof;
 pub mod keys;
 pub mod mqtt;
 pub mod onboard;

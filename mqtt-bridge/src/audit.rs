@@ -1,6 +1,8 @@
 //! Audit: moves the journaled exchange records (see [`crate::audit_journal`]) to the
 //! exchange log, one `exchange_log.record` batch at a time, each pinned to one nonce so that
-//! however many copies a crash or a lost connection makes, at most one lands.
+//! however many copies a crash or a lost connection makes, at most one lands. A batch logs
+//! forwarded envelopes as counted Merkle roots ([`crate::record::group`]); their leaves go to
+//! the proof archive ([`crate::proof_archive`]) before the batch is committed.
 
 use std::{
     sync::Arc,
@@ -11,8 +13,8 @@ use crate::{
     audit_journal::{AuditJournal, Batch, InFlight},
     backoff::Backoff,
     chain::ChainError,
-    record::Record,
-    record::MAX_BATCH,
+    proof_archive::{ArchivedGroup, ProofArchive},
+    record::{LogRecord, MAX_BATCH},
     replay::JournalError,
     writer::{Finalized, WriteError, Writer, MORTALITY},
 };
@@ -23,12 +25,13 @@ pub trait AuditChain {
     fn finalized(&self) -> impl std::future::Future<Output = Result<Finalized, ChainError>> + Send;
     /// The nonce the node's pool expects next from the bridge.
     fn next_nonce(&self) -> impl std::future::Future<Output = Result<u64, ChainError>> + Send;
-    /// Writes `records` in one `exchange_log.record` call under `nonce`.
+    /// Writes `records` in one `exchange_log.record` call under `nonce`; returns the hash of
+    /// the finalized block it landed in.
     fn record(
         &self,
-        records: &[Record],
+        records: &[LogRecord],
         nonce: u64,
-    ) -> impl std::future::Future<Output = Result<(), WriteError>> + Send;
+    ) -> impl std::future::Future<Output = Result<[u8; 32], WriteError>> + Send;
 }
 
 impl AuditChain for Writer {
@@ -40,7 +43,7 @@ impl AuditChain for Writer {
         Writer::next_nonce(self).await
     }
 
-    async fn record(&self, records: &[Record], nonce: u64) -> Result<(), WriteError> {
+    async fn record(&self, records: &[LogRecord], nonce: u64) -> Result<[u8; 32], WriteError> {
         Writer::record(self, records, nonce).await
     }
 }
@@ -59,7 +62,7 @@ pub fn lock(journal: &SharedJournal) -> std::sync::MutexGuard<'_, AuditJournal> 
 
 /// Finalized blocks after which every copy of a pinned batch is certainly dead: its
 /// mortality, with room for the finalized block moving between reading it and signing.
-const DEAD_AFTER: u64 = 4 * MORTALITY;
+pub const DEAD_AFTER: u64 = 4 * MORTALITY;
 
 /// Why a flush stopped; the records stay journaled for the next one.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +92,7 @@ const RETRY: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(
 /// block still lands. The smaller size holds until the backlog is worked off.
 pub struct Flusher {
     journal: Arc<SharedJournal>,
+    archive: ProofArchive,
     /// Records per batch: [`MAX_BATCH`], halved after each refusal, back to [`MAX_BATCH`]
     /// once nothing is pending.
     limit: usize,
@@ -97,9 +101,10 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    pub fn new(journal: Arc<SharedJournal>) -> Self {
+    pub fn new(journal: Arc<SharedJournal>, archive: ProofArchive) -> Self {
         Flusher {
             journal,
+            archive,
             limit: MAX_BATCH,
             backoff: RETRY,
             retry_at: None,
@@ -124,22 +129,30 @@ impl Flusher {
                 self.limit = MAX_BATCH;
                 return;
             };
-            match write_batch(writer, &self.journal, &batch).await {
+            match write_batch(writer, &self.journal, &mut self.archive, &batch).await {
                 Ok(()) => {
-                    tracing::debug!("{} exchange record(s) written", batch.records.len());
+                    tracing::debug!(
+                        "{} exchange record(s) written, logging {} forwarded envelope(s)",
+                        batch.logged.len(),
+                        batch
+                            .logged
+                            .iter()
+                            .map(|l| l.envelopes.len())
+                            .sum::<usize>()
+                    );
                     self.backoff.reset();
                     self.retry_at = None;
                 }
                 Err(e) => {
                     if matches!(e, FlushError::Write(WriteError::Failed(_))) {
-                        self.limit = (batch.records.len() / 2).max(1);
+                        self.limit = (batch.logged.len() / 2).max(1);
                     }
                     let wait = self.backoff.next_wait();
                     self.retry_at = Some(Instant::now() + wait);
                     tracing::warn!(
                         "exchange log write of {} record(s): {e}; retrying in {wait:?}, at \
                          most {} record(s) a batch",
-                        batch.records.len(),
+                        batch.logged.len(),
                         self.limit
                     );
                     return;
@@ -163,16 +176,35 @@ impl Flusher {
     }
 }
 
+/// Archives the leaves of a batch that is on chain, then commits it. If the archive cannot
+/// be written, the batch stays pinned: the next flush finds it landed and comes here again.
+fn commit(
+    journal: &SharedJournal,
+    archive: &mut ProofArchive,
+    batch: &Batch,
+    landed_in: Option<[u8; 32]>,
+    signed_at: u64,
+) -> Result<(), FlushError> {
+    archive.append(&ArchivedGroup::from_batch(
+        &batch.logged,
+        landed_in,
+        signed_at,
+    ))?;
+    Ok(lock(journal).commit(batch.end)?)
+}
+
 async fn write_batch(
     writer: &impl AuditChain,
     journal: &SharedJournal,
+    archive: &mut ProofArchive,
     batch: &Batch,
 ) -> Result<(), FlushError> {
     let now = writer.finalized().await?;
     let nonce = match batch.in_flight {
         Some(pinned) if now.nonce > pinned.nonce => {
-            // A copy sent before (perhaps before a restart) is in.
-            return Ok(lock(journal).commit(batch.end)?);
+            // A copy sent before (perhaps before a restart) is in; in which block, the proof
+            // tool finds within the copies' lifetime.
+            return commit(journal, archive, batch, None, pinned.signed_at);
         }
         Some(pinned) if now.block <= pinned.signed_at.saturating_add(DEAD_AFTER) => {
             if writer.next_nonce().await? < pinned.nonce {
@@ -193,8 +225,9 @@ async fn write_batch(
         nonce,
         signed_at: now.block,
     })?;
-    match writer.record(&batch.records, nonce).await {
-        Ok(()) => Ok(lock(journal).commit(batch.end)?),
+    let records: Vec<LogRecord> = batch.logged.iter().map(|l| l.record.clone()).collect();
+    match writer.record(&records, nonce).await {
+        Ok(landed_in) => commit(journal, archive, batch, Some(landed_in), now.block),
         Err(e @ WriteError::Failed(_)) => {
             // The nonce is spent on a call the runtime refused: the next try gets a new one.
             lock(journal).unpin()?;
@@ -210,7 +243,7 @@ mod tests {
     use std::{collections::VecDeque, sync::Mutex};
 
     use super::*;
-    use crate::gate::Target;
+    use crate::{gate::Target, record::Record};
 
     /// A chain that answers `record` calls from a script and counts what they carried.
     struct ScriptedChain {
@@ -253,7 +286,7 @@ mod tests {
             Ok(*self.landed.lock().unwrap())
         }
 
-        async fn record(&self, records: &[Record], _nonce: u64) -> Result<(), WriteError> {
+        async fn record(&self, records: &[LogRecord], _nonce: u64) -> Result<[u8; 32], WriteError> {
             self.calls.lock().unwrap().push(records.len());
             *self.landed.lock().unwrap() += 1;
             let answer = self.answers.lock().unwrap().pop_front();
@@ -261,9 +294,16 @@ mod tests {
                 false => Err(WriteError::Failed(ChainError::Query(
                     "ExchangeLog.record: refused".into(),
                 ))),
-                true => Ok(()),
+                true => Ok([5; 32]),
             }
         }
+    }
+
+    fn flusher(dir: &tempfile::TempDir, journal: Arc<SharedJournal>) -> Flusher {
+        Flusher::new(
+            journal,
+            ProofArchive::open(&dir.path().join("proofs")).unwrap(),
+        )
     }
 
     fn journal_with(records: usize) -> (tempfile::TempDir, Arc<SharedJournal>) {
@@ -283,9 +323,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_batch_waits_out_its_backoff_and_is_retried_as_halves() {
-        let (_dir, journal) = journal_with(8);
+        let (dir, journal) = journal_with(8);
         let chain = ScriptedChain::new(&[false]);
-        let mut flusher = Flusher::new(journal.clone());
+        let mut flusher = flusher(&dir, journal.clone());
         flusher.flush(&chain).await;
         assert_eq!(chain.calls(), [8]);
         assert_eq!(flusher.pending(), 8, "a refused batch stays journaled");
@@ -305,10 +345,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_too_large_for_the_runtime_is_split_until_it_fits() {
-        let (_dir, journal) = journal_with(8);
+        let (dir, journal) = journal_with(8);
         // The runtime takes at most 2 records a call here.
         let chain = ScriptedChain::new(&[]).refusing_more_than(2);
-        let mut flusher = Flusher::new(journal);
+        let mut flusher = flusher(&dir, journal);
         let mut backoffs = 0;
         for _ in 0..4 {
             flusher.flush(&chain).await;
@@ -320,5 +360,42 @@ mod tests {
         assert_eq!(backoffs, 2, "each refusal set a backoff");
         assert_eq!(flusher.pending(), 0);
         assert_eq!(flusher.limit, MAX_BATCH);
+    }
+
+    #[tokio::test]
+    async fn forwards_land_as_counted_roots_and_their_leaves_are_archived_before_the_commit() {
+        let hash_of = |n: u16| {
+            let mut hash = [0; 32];
+            hash[..2].copy_from_slice(&n.to_le_bytes());
+            hash
+        };
+        let (dir, journal) = journal_with(0);
+        for n in 0..300u16 {
+            let record = Record::Exchanged {
+                sender: format!("{}", 1111 + n % 3),
+                target: Target::Group("B".into()),
+                fingerprint: [1; 32],
+                envelope_hash: hash_of(n),
+                checked_at: 5,
+            };
+            lock(&journal).append(record, hash_of(n), None).unwrap();
+        }
+        let chain = ScriptedChain::new(&[]);
+        let mut flusher = flusher(&dir, journal);
+        flusher.flush(&chain).await;
+        // 300 envelopes from three senders: one call of three records.
+        assert_eq!(chain.calls(), [3]);
+        assert_eq!(flusher.pending(), 0);
+        let wanted: std::collections::HashSet<[u8; 32]> = (0..300u16).map(hash_of).collect();
+        let found = crate::proof_archive::find(&dir.path().join("proofs"), &wanted).unwrap();
+        assert_eq!(found.len(), 300, "every forwarded envelope has a proof");
+        for (hash, hit) in &found {
+            assert_eq!(hit.proof.leaves, 100);
+            assert!(keymesh_device::exchange_proof::verify(
+                &hit.group.root,
+                hash,
+                &hit.proof
+            ));
+        }
     }
 }

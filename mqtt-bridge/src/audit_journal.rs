@@ -25,7 +25,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    record::Record,
+    record::{self, Logged, Record},
     replay::{replace_file, JournalError, Seen},
 };
 
@@ -63,11 +63,13 @@ struct Cursor {
     in_flight: Option<InFlight>,
 }
 
-/// The next records to write, and the nonce they are pinned to if they were sent before.
+/// The next records to write, as log entries, and the nonce they are pinned to if they were
+/// sent before.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Batch {
+    /// One past the last journaled record's sequence number.
     pub end: u64,
-    pub records: Vec<Record>,
+    pub logged: Vec<Logged>,
     pub in_flight: Option<InFlight>,
 }
 
@@ -253,27 +255,28 @@ impl AuditJournal {
         self.hashes.contains(envelope_hash)
     }
 
-    /// The next batch: the one in flight if there is one, else up to `max` pending records.
+    /// The next batch: the one in flight if there is one, else the pending records that
+    /// make at most `max` log entries ([`record::group`]).
     pub fn next_batch(&self, max: usize) -> Option<Batch> {
-        let (end, in_flight) = match self.cursor.in_flight {
-            Some(in_flight) => (in_flight.end, Some(in_flight)),
-            None => {
-                let last = self
+        let (end, logged) = match self.cursor.in_flight {
+            // Grouping is deterministic: every copy of a pinned batch says the same.
+            Some(in_flight) => {
+                let records = self
                     .pending
-                    .get(max.min(self.pending.len()).checked_sub(1)?)?;
-                (last.seq + 1, None)
+                    .iter()
+                    .take_while(|e| e.seq < in_flight.end)
+                    .map(|e| &e.record);
+                (in_flight.end, record::group(records, usize::MAX).1)
+            }
+            None => {
+                let (taken, logged) = record::group(self.pending.iter().map(|e| &e.record), max);
+                (self.pending.get(taken.checked_sub(1)?)?.seq + 1, logged)
             }
         };
-        let records: Vec<Record> = self
-            .pending
-            .iter()
-            .take_while(|e| e.seq < end)
-            .map(|e| e.record.clone())
-            .collect();
         Some(Batch {
             end,
-            records,
-            in_flight,
+            logged,
+            in_flight: self.cursor.in_flight,
         })
     }
 

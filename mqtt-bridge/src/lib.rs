@@ -13,6 +13,7 @@
 //! | audit record | [`record`] | what the exchange log is told |
 //! | journal | [`audit_journal`], [`replay`] | the audit queue and the replay window on disk |
 //! | audit | [`audit`] | journaled records to the chain in batches, with backoff and splitting |
+//! | proofs | [`proof_archive`], [`proof_check`] | the leaves behind each logged Merkle root; proving an envelope was logged (`keymesh-proof`) |
 //! | chain writer | [`writer`], [`write_queue`] | signs every chain write, one at a time; none while the bridge is not listed |
 //! | keyman | [`keyman`], [`rekey`] | new topic and epoch keys on `RekeyRequired`, retried with backoff |
 //! | directory | [`directory`], [`directory_feed`] | retained, attested key-directory entries on MQTT |
@@ -40,6 +41,8 @@ pub mod metrics;
 pub mod notice;
 pub mod outbox;
 pub mod prepare;
+pub mod proof_archive;
+pub mod proof_check;
 pub mod record;
 pub mod rekey;
 pub mod replay;

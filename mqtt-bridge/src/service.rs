@@ -33,6 +33,7 @@ use crate::{
     ingress,
     metrics::Metrics,
     outbox::{Acks, Outbox},
+    proof_archive::ProofArchive,
     rekey,
     replay::{JournalError, ReplayJournal},
     write_queue::{self, Write},
@@ -64,6 +65,8 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 struct Journals {
     replay: ReplayJournal,
     audit: Arc<SharedJournal>,
+    /// The leaves of what the audit writes, for proofs.
+    archive: ProofArchive,
     gate: Gate,
 }
 
@@ -86,6 +89,7 @@ fn open_journals(settings: &Settings) -> Result<Journals, BridgeError> {
         "audit journal: {} record(s) not yet on chain",
         restored.pending
     );
+    let archive = ProofArchive::open(&settings.state_dir.join(format!("proofs-{tag}")))?;
     let mut gate = Gate::new(settings.limits.clone());
     // Forwarded before the restart but never finished (the replay journal is written only
     // once the broker has acknowledged the delivery): the broker's redelivery of each may
@@ -103,6 +107,7 @@ fn open_journals(settings: &Settings) -> Result<Journals, BridgeError> {
     Ok(Journals {
         replay,
         audit: Arc::new(std::sync::Mutex::new(audit)),
+        archive,
         gate,
     })
 }
@@ -286,7 +291,7 @@ async fn serve_health(
 fn spawn_chain_writes(
     settings: &Settings,
     views: &Views,
-    audit: &Arc<SharedJournal>,
+    (audit, archive): (&Arc<SharedJournal>, ProofArchive),
     metrics: &Metrics,
 ) -> (mpsc::Sender<Write>, Option<mpsc::Sender<rekey::Rekey>>) {
     let (write_tx, write_rx) = mpsc::channel(write_queue::QUEUE);
@@ -294,7 +299,7 @@ fn spawn_chain_writes(
         Writer::new(&settings.node, settings.signer.clone()),
         write_rx,
         views.snapshot.clone(),
-        Flusher::new(audit.clone()),
+        Flusher::new(audit.clone(), archive),
         metrics.clone(),
     ));
     let rekeys = settings.keyman.then(|| {
@@ -447,7 +452,12 @@ pub async fn run(
     let (publishers, views) = channels(first);
     let health = views.health(&settings);
     serve_health(&settings, &health, &views, &metrics).await?;
-    let (write_tx, rekeys) = spawn_chain_writes(&settings, &views, &journals.audit, &metrics);
+    let (write_tx, rekeys) = spawn_chain_writes(
+        &settings,
+        &views,
+        (&journals.audit, journals.archive),
+        &metrics,
+    );
     let session = spawn_broker_session(
         &settings,
         &backend,

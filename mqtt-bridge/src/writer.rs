@@ -14,7 +14,7 @@ use keymesh_primitives::Fingerprint;
 use crate::{
     chain::{query, ChainError, Node},
     keyman::EpochKey,
-    record::Record,
+    record::LogRecord,
 };
 
 /// Blocks a bridge transaction stays valid for, from the finalized block it is signed at.
@@ -128,14 +128,15 @@ impl Writer {
     }
 
     /// Signs `pallet.call(args)` with `nonce`, mortal for [`MORTALITY`] blocks from the
-    /// finalized block, submits it and waits for it to be finalized.
+    /// finalized block, submits it and waits for it to be finalized; returns the hash of the
+    /// block it is in.
     async fn submit(
         &self,
         pallet: &str,
         call: &str,
         args: Vec<Value>,
         nonce: u64,
-    ) -> Result<(), WriteError> {
+    ) -> Result<[u8; 32], WriteError> {
         let result = async {
             let connection = self.connection().await.map_err(WriteError::NotSubmitted)?;
             let failed = |e: String| ChainError::Query(format!("{pallet}.{call}: {e}"));
@@ -157,7 +158,7 @@ impl Writer {
                 .await
                 .map_err(|e| WriteError::Unsettled(failed(e.to_string())))?;
             match in_block.wait_for_success().await {
-                Ok(_) => Ok(()),
+                Ok(_) => Ok(in_block.block_hash().0),
                 Err(
                     e @ (TransactionEventsError::ExtrinsicFailed(_)
                     | TransactionEventsError::CannotDecodeDispatchError { .. }),
@@ -170,9 +171,10 @@ impl Writer {
         self.checked(result)
     }
 
-    /// Writes `records` (at most [`crate::record::MAX_BATCH`]) to the exchange log in one call.
-    pub async fn record(&self, records: &[Record], nonce: u64) -> Result<(), WriteError> {
-        let batch = Value::unnamed_composite(records.iter().map(Record::to_value));
+    /// Writes `records` (at most [`crate::record::MAX_BATCH`]) to the exchange log in one call;
+    /// returns the hash of the finalized block it is in.
+    pub async fn record(&self, records: &[LogRecord], nonce: u64) -> Result<[u8; 32], WriteError> {
+        let batch = Value::unnamed_composite(records.iter().map(LogRecord::to_value));
         self.submit("ExchangeLog", "record", vec![batch], nonce)
             .await
     }
@@ -199,6 +201,8 @@ impl Writer {
             wraps,
         ];
         let nonce = self.next_nonce().await.map_err(WriteError::NotSubmitted)?;
-        self.submit("Groups", "set_epoch_key", args, nonce).await
+        self.submit("Groups", "set_epoch_key", args, nonce)
+            .await
+            .map(|_| ())
     }
 }

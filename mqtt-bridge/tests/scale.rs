@@ -82,11 +82,9 @@ async fn a_thousand_registrations_submitted_at_once_all_become_usable() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_audit_backlog_gauge_falls_batch_by_batch_as_the_exchange_log_drains() {
-    // More records than one exchange-log batch holds (1,024), so draining takes several
-    // finalized blocks; the bridge's rate limit is lifted for the burst.
-    const BURST: usize = 3_000;
+/// A stack whose bridge has its rate limit lifted, on a chain that makes blocks on a clock
+/// and finalizes them with GRANDPA, as operators run it.
+async fn unlimited_stack() -> Stack {
     let mut options = StackOptions::new(BrokerKind::Embedded).bridge_args(&[
         "--rate-per-sec",
         "1000000",
@@ -94,18 +92,18 @@ async fn the_audit_backlog_gauge_falls_batch_by_batch_as_the_exchange_log_drains
         "1000000",
     ]);
     options.sealing = "aura";
-    let stack = Stack::start_options(options).await;
-    let burst = tokio::task::spawn_blocking(|| sealed_burst(BURST, &["1111"], "1113"))
-        .await
-        .unwrap();
-    let mut sender = Device::connect(stack.mqtt_port, "1111").await;
-    let mut reader = Device::connect(stack.mqtt_port, "1113").await;
-    for envelope in burst {
+    Stack::start_options(options).await
+}
+
+/// Publishes `envelopes` to the sender's ingress at QoS 1 and waits for the front's PUBACKs.
+async fn publish_all(sender: &mut Device, id: &str, envelopes: Vec<Vec<u8>>) {
+    let count = envelopes.len();
+    for envelope in envelopes {
         sender
             .mqtt
             .client
             .publish(
-                keymesh_device::mqtt::ingress_topic("1111"),
+                keymesh_device::mqtt::ingress_topic(id),
                 rumqttc::QoS::AtLeastOnce,
                 false,
                 envelope,
@@ -114,17 +112,13 @@ async fn the_audit_backlog_gauge_falls_batch_by_batch_as_the_exchange_log_drains
             .unwrap();
     }
     assert!(
-        sender.mqtt.pubacks(BURST, WAIT).await,
+        sender.mqtt.pubacks(count, WAIT).await,
         "the front took the burst"
     );
-    for i in 0..BURST {
-        reader
-            .next_on(&inbox_topic("1113"), WAIT)
-            .await
-            .unwrap_or_else(|| panic!("only {i} of {BURST} delivered"));
-    }
-    // Every forward is journaled before its delivery: the backlog is at its peak now, and
-    // the gauge must fall through values in between as batches land, not jump to zero.
+}
+
+/// The audit backlog gauge's values until it reads 0, each change once.
+async fn backlog_until_drained(stack: &Stack) -> Vec<u64> {
     let mut seen = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while seen.last() != Some(&0) {
@@ -139,6 +133,30 @@ async fn the_audit_backlog_gauge_falls_batch_by_batch_as_the_exchange_log_drains
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_backlog_gauge_falls_batch_by_batch_as_the_exchange_log_drains() {
+    // Key mismatches are logged one record each, and more of them than one exchange-log
+    // call holds (1,024), so draining takes several calls.
+    const BURST: usize = 3_000;
+    let stack = unlimited_stack().await;
+    let burst =
+        tokio::task::spawn_blocking(|| sealed_burst_to_key(BURST, &["1111"], "1113", "1114"))
+            .await
+            .unwrap();
+    let mut sender = Device::connect(stack.mqtt_port, "1111").await;
+    publish_all(&mut sender, "1111", burst).await;
+    // Every refusal is journaled before its acknowledgement: once all are counted, the
+    // backlog is at its peak, and the gauge must fall through values in between as calls
+    // land, not jump to zero.
+    let refused = "keymesh_bridge_refused_total{reason=\"KeyMismatch\"}";
+    wait_for("every envelope refused", WAIT, || async {
+        (stack.metric(refused).await == Some(BURST as f64)).then_some(())
+    })
+    .await;
+    let seen = backlog_until_drained(&stack).await;
     eprintln!("audit_backlog as it drained: {seen:?}");
     let peak = seen.first().copied().unwrap_or(0);
     assert!(peak > 0, "the burst left no backlog to watch: {seen:?}");
@@ -148,6 +166,80 @@ async fn the_audit_backlog_gauge_falls_batch_by_batch_as_the_exchange_log_drains
     );
     assert!(
         seen.windows(2).all(|w| w[1] < w[0]),
-        "with no new forwards the backlog only falls: {seen:?}"
+        "with no new refusals the backlog only falls: {seen:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_sustained_gated_load_every_forwarded_envelope_becomes_provable_in_the_log() {
+    // Three senders to one device, sent in rounds so that batches land while forwards go
+    // on: the log is written under load, not after it.
+    const ROUNDS: usize = 8;
+    const PER_ROUND: usize = 750;
+    let senders = ["1111", "1112", "1114"];
+    let stack = unlimited_stack().await;
+    let from = stack.finalized().await;
+    let burst =
+        tokio::task::spawn_blocking(move || sealed_burst(ROUNDS * PER_ROUND, &senders, "1113"))
+            .await
+            .unwrap();
+    let mut devices = Vec::new();
+    for id in senders {
+        devices.push(Device::connect(stack.mqtt_port, id).await);
+    }
+    let mut reader = Device::connect(stack.mqtt_port, "1113").await;
+    let mut delivered = Vec::new();
+    let mut backlog_after_rounds = Vec::new();
+    for round in burst.chunks(PER_ROUND) {
+        let mut per_sender: Vec<Vec<Vec<u8>>> = vec![Vec::new(); senders.len()];
+        for (i, envelope) in round.iter().enumerate() {
+            per_sender[i % senders.len()].push(envelope.clone());
+        }
+        for ((device, id), envelopes) in devices.iter_mut().zip(senders).zip(per_sender) {
+            publish_all(device, id, envelopes).await;
+        }
+        for _ in 0..round.len() {
+            let bytes = reader
+                .next_on(&inbox_topic("1113"), WAIT)
+                .await
+                .unwrap_or_else(|| panic!("only {} delivered", delivered.len()));
+            let delivery =
+                <keymesh_device::Delivery as codec::Decode>::decode(&mut &bytes[..]).unwrap();
+            delivered.push(keymesh_device::envelope_hash(&delivery.envelope).to_vec());
+        }
+        let backlog = stack.metric("keymesh_bridge_audit_backlog").await;
+        backlog_after_rounds.push(backlog.unwrap_or(0.0) as u64);
+        // A round a finalized block: the flusher writes as the load goes on.
+        let now = stack.finalized().await;
+        wait_for("the next finalized block", WAIT, || async {
+            (stack.finalized().await > now).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(delivered.len(), ROUNDS * PER_ROUND);
+    assert!(
+        backlog_after_rounds
+            .windows(2)
+            .any(|w| w[1] < w[0] + PER_ROUND as u64),
+        "no batch landed while the load went on: {backlog_after_rounds:?}"
+    );
+    backlog_until_drained(&stack).await;
+    delivered.sort();
+    let proved = proved_logged(&stack, &delivered).await;
+    assert_eq!(
+        proved.len(),
+        delivered.len(),
+        "every forwarded envelope is provable"
+    );
+    assert_eq!(proved, delivered);
+    // Logged once each, and as a few roots rather than one event per envelope.
+    let events = stack.events(from, "ExchangeLog").await;
+    assert_eq!(exchanged_count(&events), delivered.len());
+    let roots = events.iter().filter(|(n, _)| n == "KeysExchanged").count();
+    eprintln!(
+        "{} forwarded envelopes logged as {roots} KeysExchanged events; backlog after each \
+         round: {backlog_after_rounds:?}",
+        delivered.len()
+    );
+    assert!(roots * 10 <= delivered.len(), "{roots} events");
 }

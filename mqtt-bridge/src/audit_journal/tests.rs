@@ -20,6 +20,11 @@ fn exchanged(n: u8) -> Record {
     }
 }
 
+/// `records` as a batch logs them.
+fn logged(records: &[Record]) -> Vec<Logged> {
+    record::group(records, usize::MAX).1
+}
+
 fn open(dir: &Path, now_ms: u64) -> (AuditJournal, Restored) {
     AuditJournal::open(dir, "audit", now_ms).unwrap()
 }
@@ -35,7 +40,7 @@ fn records_and_the_pinned_nonce_survive_a_reopen_until_committed() {
     }
     let batch = journal.next_batch(2).unwrap();
     assert_eq!(batch.end, 2);
-    assert_eq!(batch.records, vec![mismatch(1), mismatch(2)]);
+    assert_eq!(batch.logged, logged(&[mismatch(1), mismatch(2)]));
     let pinned = InFlight {
         end: 2,
         nonce: 7,
@@ -49,7 +54,7 @@ fn records_and_the_pinned_nonce_survive_a_reopen_until_committed() {
     assert_eq!(restored.pending, 3);
     let batch = journal.next_batch(10).unwrap();
     assert_eq!(batch.in_flight, Some(pinned));
-    assert_eq!(batch.records, vec![mismatch(1), mismatch(2)]);
+    assert_eq!(batch.logged, logged(&[mismatch(1), mismatch(2)]));
     journal.commit(2).unwrap();
     assert_eq!(journal.in_flight(), None);
     drop(journal);
@@ -58,7 +63,7 @@ fn records_and_the_pinned_nonce_survive_a_reopen_until_committed() {
     assert_eq!(restored.pending, 1);
     let batch = journal.next_batch(10).unwrap();
     assert_eq!((batch.end, batch.in_flight), (3, None));
-    assert_eq!(batch.records, vec![mismatch(3)]);
+    assert_eq!(batch.logged, logged(&[mismatch(3)]));
     journal.commit(3).unwrap();
     // Numbering goes on after the committed records.
     journal.append(mismatch(4), [4; 32], None).unwrap();
@@ -125,7 +130,10 @@ fn a_record_cut_short_by_a_crash_is_dropped() {
     drop(file);
     let (journal, restored) = open(dir.path(), 0);
     assert_eq!(restored.pending, 1);
-    assert_eq!(journal.next_batch(10).unwrap().records, vec![mismatch(1)]);
+    assert_eq!(
+        journal.next_batch(10).unwrap().logged,
+        logged(&[mismatch(1)])
+    );
 }
 
 #[test]
@@ -171,4 +179,34 @@ fn the_file_is_compacted_once_records_are_on_chain() {
     let (journal, restored) = open(dir.path(), 0);
     assert_eq!(restored.pending, 0);
     assert_eq!(journal.next_batch(10), None);
+}
+
+#[test]
+fn forwards_are_batched_as_counted_roots_and_a_pinned_batch_regroups_the_same_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = open(dir.path(), 0);
+    let records = [exchanged(1), exchanged(2), mismatch(3), exchanged(4)];
+    for (i, record) in records.iter().enumerate() {
+        journal.append(record.clone(), [i as u8; 32], None).unwrap();
+    }
+    // Two entries hold all four: the forwards share one.
+    let batch = journal.next_batch(2).unwrap();
+    assert_eq!(batch.end, 4);
+    assert_eq!(batch.logged.len(), 2);
+    assert_eq!(batch.logged[0].envelopes, [[1; 32], [2; 32], [4; 32]]);
+    assert!(matches!(
+        batch.logged[0].record,
+        record::LogRecord::Exchanges { count: 3, .. }
+    ));
+    journal
+        .pin(InFlight {
+            end: batch.end,
+            nonce: 7,
+            signed_at: 1,
+        })
+        .unwrap();
+    drop(journal);
+    let (journal, _) = open(dir.path(), 0);
+    // A smaller limit does not cut a batch that may be on chain already.
+    assert_eq!(journal.next_batch(1).unwrap().logged, batch.logged);
 }

@@ -36,8 +36,25 @@ pub fn field(value: &Value, name: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Waits until the finalized exchange log since block `from` has `exchanged` KeyExchanged and
-/// `mismatched` KeyMismatch events; returns them.
+/// How many forwarded envelopes `events` log: a `KeysExchanged` event counts `count`.
+pub fn exchanged_count(events: &[(String, Value)]) -> usize {
+    events
+        .iter()
+        .map(|(name, value)| match name.as_str() {
+            "KeysExchanged" => value.at("count").and_then(|c| c.as_u128()).unwrap() as usize,
+            "KeyExchanged" => 1,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// How many key mismatches `events` log.
+pub fn mismatch_count(events: &[(String, Value)]) -> usize {
+    events.iter().filter(|(n, _)| n == "KeyMismatch").count()
+}
+
+/// Waits until the finalized exchange log since block `from` counts `exchanged` forwarded
+/// envelopes and `mismatched` KeyMismatch events; returns the events.
 pub async fn exchange_log(
     stack: &Stack,
     from: u64,
@@ -46,21 +63,38 @@ pub async fn exchange_log(
 ) -> Vec<(String, Value)> {
     wait_for("the exchange log", WAIT, || async {
         let events = stack.events(from, "ExchangeLog").await;
-        let count = |name: &str| events.iter().filter(|(n, _)| n == name).count();
-        (count("KeyExchanged") == exchanged && count("KeyMismatch") == mismatched).then_some(events)
+        (exchanged_count(&events) == exchanged && mismatch_count(&events) == mismatched)
+            .then_some(events)
     })
     .await
 }
 
-/// The envelope hashes of the `KeyExchanged` events among `events`, sorted.
-pub fn exchanged_hashes(events: &[(String, Value)]) -> Vec<Vec<u8>> {
-    let mut hashes: Vec<Vec<u8>> = events
-        .iter()
-        .filter(|(name, _)| name == "KeyExchanged")
-        .map(|(_, v)| field(v, "envelope_hash"))
+/// The envelopes among `hashes` that `keymesh-proof` proves logged: found in the bridge's
+/// proof archive, on a path to the root of a finalized `KeysExchanged` event. Sorted.
+pub async fn proved_logged(stack: &Stack, hashes: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let list = stack.dir.path().join(format!("hashes-{}.txt", free_port()));
+    let text: Vec<String> = hashes.iter().map(hex::encode).collect();
+    std::fs::write(&list, text.join("\n")).unwrap();
+    let output = tokio::process::Command::new(sibling_binary("keymesh-proof"))
+        .arg("--state-dir")
+        .arg(stack.dir.path().join("bridge-state"))
+        .arg("--node")
+        .arg(format!("ws://127.0.0.1:{}", stack.rpc_port))
+        .arg("--hashes-from")
+        .arg(&list)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.code() != Some(2), "keymesh-proof: {stderr}");
+    let mut proved: Vec<Vec<u8>> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|verdict| verdict["outcome"] == "logged")
+        .map(|verdict| hex::decode(verdict["envelopeHash"].as_str().unwrap()).unwrap())
         .collect();
-    hashes.sort();
-    hashes
+    proved.sort();
+    proved
 }
 
 /// The group's current topic public key and epoch, over `keymesh_group`, once it has one.
@@ -187,6 +221,11 @@ pub async fn create_group(stack: &Stack, group: &str, members: &[&str], open: bo
 /// `count` direct envelopes to `to`, envelope `i` from `senders[i % senders.len()]` with the
 /// payload `m{i}` padded to 256 bytes, sealed on every core.
 pub fn sealed_burst(count: usize, senders: &[&str], to: &str) -> Vec<Vec<u8>> {
+    sealed_burst_to_key(count, senders, to, to)
+}
+
+/// [`sealed_burst`], but sealed to `key_of`'s key (another device's: a key mismatch).
+pub fn sealed_burst_to_key(count: usize, senders: &[&str], to: &str, key_of: &str) -> Vec<Vec<u8>> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let per = count.div_ceil(threads);
     std::thread::scope(|scope| {
@@ -194,7 +233,7 @@ pub fn sealed_burst(count: usize, senders: &[&str], to: &str) -> Vec<Vec<u8>> {
             .map(|t| {
                 scope.spawn(move || {
                     let keys: Vec<_> = senders.iter().map(|s| device_key(s)).collect();
-                    let to_key = public(to);
+                    let to_key = public(key_of);
                     (t * per..((t + 1) * per).min(count))
                         .map(|i| {
                             let k = i % senders.len();

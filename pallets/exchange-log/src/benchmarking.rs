@@ -1,5 +1,5 @@
-//! FRAME benchmarks (v2) of `pallet-exchange-log`. `record` is measured with full batches
-//! whose senders and targets all exist (every record is looked up), half of them to
+//! FRAME benchmarks (v2) of `pallet-exchange-log`. `record` is measured with batches of `Exchanges`
+//! records whose senders and targets all exist (every record is looked up), half of them to
 //! devices and half to groups; the bridge registry is one short of full.
 //! `scripts/benchmark-weights.sh` runs them against the runtime wasm and writes
 //! `src/weights.rs`; `cargo test --features runtime-benchmarks` runs each once against the
@@ -61,12 +61,15 @@ mod benchmarks {
                     T::BenchmarkHelper::create_group(&group);
                     Target::Group(group)
                 };
-                ExchangeRecord::Exchanged {
+                // What bridges send: one record per sender, target and key, however many
+                // envelopes it counts (the count changes nothing the runtime does).
+                ExchangeRecord::Exchanges {
                     sender,
                     target,
                     fingerprint: [7; 32],
-                    envelope_hash: [9; 32],
                     checked_at: now,
+                    count: u32::MAX,
+                    root: [9; 32],
                 }
             })
             .collect();

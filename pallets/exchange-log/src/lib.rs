@@ -1,9 +1,12 @@
 //! # Exchange-log pallet
 //!
 //! The audit trail. Bridges batch what they did into one [`record`](Pallet::record) call a
-//! block: every envelope they forwarded becomes a `KeyExchanged` event, every envelope they
-//! refused because it was sealed to a key that is not the target's current key becomes a
-//! `KeyMismatch` event. Storage holds only who may write: the registered bridge accounts,
+//! block. The envelopes they forwarded from one sender to one target under one key, checked
+//! at one finalized block, become one `KeysExchanged` event: their count and the Merkle root
+//! of their envelope hashes, from which the bridge proves any one of them was logged
+//! (`docs/exchange-proof.md`). A single forwarded envelope may also be logged on its own as a
+//! `KeyExchanged` event. Every envelope refused because it was sealed to a key that is not the
+//! target's current key becomes a `KeyMismatch` event. Storage holds only who may write: the registered bridge accounts,
 //! managed by root or an operator. (Key managers are the groups pallet's concern.)
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -70,6 +73,17 @@ pub enum ExchangeRecord<BlockNumber> {
         target: Target,
         presented: Fingerprint,
         expected: Fingerprint,
+    },
+    /// The bridge forwarded `count` envelopes from `sender` to `target`, each sealed to the
+    /// target's current key `fingerprint` as of finalized block `checked_at`; `root` is the
+    /// Merkle root of their envelope hashes in the order forwarded.
+    Exchanges {
+        sender: Id,
+        target: Target,
+        fingerprint: Fingerprint,
+        checked_at: BlockNumber,
+        count: u32,
+        root: [u8; 32],
     },
 }
 
@@ -168,6 +182,18 @@ pub mod pallet {
             presented: Fingerprint,
             expected: Fingerprint,
         },
+        /// A bridge forwarded `count` envelopes from `sender` to `target`, each sealed to the
+        /// target's current key `fingerprint` as of finalized block `checked_at`. `root` is
+        /// the Merkle root of their envelope hashes (`docs/exchange-proof.md`).
+        KeysExchanged {
+            reporter: T::AccountId,
+            sender: Id,
+            target: Target,
+            fingerprint: Fingerprint,
+            checked_at: BlockNumberFor<T>,
+            count: u32,
+            root: [u8; 32],
+        },
         /// `who` may now write the log.
         BridgeAdded { who: T::AccountId },
         /// `who` may no longer write the log.
@@ -198,6 +224,8 @@ pub mod pallet {
         UnknownSender,
         /// A record's target is not a registered device or an existing group.
         UnknownTarget,
+        /// A record of forwarded envelopes that counts none.
+        NoExchanges,
     }
 
     #[pallet::call]
@@ -241,6 +269,17 @@ pub mod pallet {
                         ensure!(presented != expected, Error::<T>::NotAMismatch);
                         (sender, target)
                     }
+                    ExchangeRecord::Exchanges {
+                        sender,
+                        target,
+                        checked_at,
+                        count,
+                        ..
+                    } => {
+                        ensure!(*checked_at <= now, Error::<T>::CheckedInFuture);
+                        ensure!(*count > 0, Error::<T>::NoExchanges);
+                        (sender, target)
+                    }
                 };
                 keymesh_primitives::validate_id(sender).map_err(|_| Error::<T>::InvalidId)?;
                 keymesh_primitives::validate_id(target.id()).map_err(|_| Error::<T>::InvalidId)?;
@@ -282,6 +321,22 @@ pub mod pallet {
                         target,
                         presented,
                         expected,
+                    },
+                    ExchangeRecord::Exchanges {
+                        sender,
+                        target,
+                        fingerprint,
+                        checked_at,
+                        count,
+                        root,
+                    } => Event::KeysExchanged {
+                        reporter,
+                        sender,
+                        target,
+                        fingerprint,
+                        checked_at,
+                        count,
+                        root,
                     },
                 });
             }

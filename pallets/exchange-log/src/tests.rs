@@ -188,3 +188,66 @@ fn record_weight_grows_with_the_batch() {
     use crate::WeightInfo;
     assert!(<() as WeightInfo>::record(1).all_lt(<() as WeightInfo>::record(100)));
 }
+
+fn exchanges(count: u32, checked_at: u64) -> ExchangeRecord<u64> {
+    exchanges_from("1111", count, checked_at)
+}
+
+fn exchanges_from(sender: &str, count: u32, checked_at: u64) -> ExchangeRecord<u64> {
+    ExchangeRecord::Exchanges {
+        sender: id(sender),
+        target: Target::Group(id("B")),
+        fingerprint: [1; 32],
+        checked_at,
+        count,
+        root: [3; 32],
+    }
+}
+
+#[test]
+fn a_record_of_many_exchanges_is_one_event_with_their_count_and_root() {
+    new_test_ext().execute_with(|| {
+        assert_ok!(ExchangeLog::add_bridge(RuntimeOrigin::root(), BRIDGE));
+        assert_ok!(ExchangeLog::record(
+            RuntimeOrigin::signed(BRIDGE),
+            batch(vec![exchanges(5_000, 9)])
+        ));
+        System::assert_last_event(
+            Event::KeysExchanged {
+                reporter: BRIDGE,
+                sender: id("1111"),
+                target: Target::Group(id("B")),
+                fingerprint: [1; 32],
+                checked_at: 9,
+                count: 5_000,
+                root: [3; 32],
+            }
+            .into(),
+        );
+    });
+}
+
+#[test]
+fn a_record_of_exchanges_must_count_some_and_be_checked_in_the_past() {
+    new_test_ext().execute_with(|| {
+        assert_ok!(ExchangeLog::add_bridge(RuntimeOrigin::root(), BRIDGE));
+        assert_noop!(
+            ExchangeLog::record(RuntimeOrigin::signed(BRIDGE), batch(vec![exchanges(0, 1)])),
+            Error::<Test>::NoExchanges
+        );
+        assert_noop!(
+            ExchangeLog::record(
+                RuntimeOrigin::signed(BRIDGE),
+                batch(vec![exchanges(1, 1), exchanges(2, 11)])
+            ),
+            Error::<Test>::CheckedInFuture
+        );
+        assert_noop!(
+            ExchangeLog::record(
+                RuntimeOrigin::signed(BRIDGE),
+                batch(vec![exchanges_from("9999", 1, 1)])
+            ),
+            Error::<Test>::UnknownSender
+        );
+    });
+}
