@@ -10,6 +10,11 @@
 //!   acknowledged the delivery ([`crate::outbox`]); a restart before that forwards the
 //!   broker's redelivery again rather than refusing it as a replay.
 //!
+//! - Records are written in groups: the envelopes whose checks are done when one is
+//!   handled join it, up to [`GROUP`]. The group's records are synced to disk once, and
+//!   only then is any of its envelopes published or acknowledged. One sync covers many
+//!   envelopes, and a power cut loses no record of an acknowledged one.
+//!
 //! When a write fails, the envelope is neither forwarded nor acknowledged, `/readyz` says
 //! so, and the same envelope is tried again with backoff until the write goes through.
 
@@ -17,7 +22,7 @@ use std::{sync::Arc, time::Duration, time::Instant};
 
 use keymesh_device::{mqtt, Delivery};
 use rumqttc::{AsyncClient, Publish};
-use subxt::ext::futures::{stream::FuturesOrdered, StreamExt};
+use subxt::ext::futures::{stream::FuturesOrdered, FutureExt, StreamExt};
 use subxt_signer::sr25519::Keypair;
 use tokio::sync::{mpsc, watch};
 
@@ -52,6 +57,26 @@ const DURABILITY_RETRY: Backoff = Backoff::new(Duration::from_millis(250), Durat
 /// the oldest are closed anyway (a delivery rumqttc lost with a collided packet id would
 /// otherwise hold them all).
 const MAX_UNCLOSED: usize = 65_536;
+
+/// Most envelopes whose records share one sync.
+pub const GROUP: usize = 256;
+
+/// What an envelope whose records are written is owed once they are synced: its outcome
+/// published, and its ingress message acknowledged.
+enum Release {
+    /// Only the acknowledgement (not an ingress topic).
+    Ack,
+    /// The attested delivery, then the acknowledgement.
+    Forward {
+        topic: String,
+        delivery: Vec<u8>,
+        seen: Seen,
+        redelivery: bool,
+    },
+    /// The refusal notice, if the sender is within its notice budget, then the
+    /// acknowledgement.
+    Refuse { notice: Option<(String, Vec<u8>)> },
+}
 
 /// What the forward loop works with.
 pub struct Forward {
@@ -99,7 +124,8 @@ impl Forward {
 
 impl ForwardLoop {
     /// Forwards until `shutdown` resolves or ingress closes. Up to [`AHEAD`] envelopes are
-    /// worked on ahead ([`crate::prepare`]); they are handled in arrival order.
+    /// worked on ahead ([`crate::prepare`]); they are handled in arrival order, in groups
+    /// that share one sync.
     pub async fn run(
         mut self,
         mut incoming: mpsc::Receiver<Publish>,
@@ -110,6 +136,7 @@ impl ForwardLoop {
         let mut acked = self.forward.acked.clone();
         let mut ahead = FuturesOrdered::new();
         let mut waiting = std::collections::VecDeque::new();
+        let mut group = Vec::with_capacity(GROUP);
         let mut ingress_open = true;
         while ingress_open || !waiting.is_empty() {
             let work = tokio::select! {
@@ -138,35 +165,88 @@ impl ForwardLoop {
                 }
                 Some(work) = ahead.next() => work,
             };
-            let Some(publish) = waiting.pop_front() else {
-                continue;
-            };
-            // A task that did not finish leaves all the work to the envelope's turn.
-            let mut work = work.unwrap_or_else(|_| Work::none());
-            if !self
-                .handle_until_durable(&publish, &mut work, &mut shutdown)
-                .await
-            {
+            let mut next = Some(work);
+            // This envelope, and those whose work is done already, make one group.
+            while let Some(work) = next.take() {
+                let Some(publish) = waiting.pop_front() else {
+                    break;
+                };
+                // A task that did not finish leaves all the work to the envelope's turn.
+                let mut work = work.unwrap_or_else(|_| Work::none());
+                let Some(release) = self
+                    .handle_until_durable(&publish, &mut work, &mut shutdown)
+                    .await
+                else {
+                    self.release_group(&mut group, &mut shutdown).await;
+                    return;
+                };
+                group.push((publish, release));
+                if group.len() < GROUP {
+                    next = ahead.next().now_or_never().flatten();
+                }
+            }
+            if !self.release_group(&mut group, &mut shutdown).await {
                 return;
             }
         }
+        self.release_group(&mut group, &mut shutdown).await;
         self.sync_journals();
     }
 
+    /// Syncs the group's records to disk, retrying with backoff while that fails, then
+    /// publishes each envelope's outcome and acknowledges it, in order. False if `shutdown`
+    /// came first; the group is then neither published nor acknowledged.
+    async fn release_group(
+        &mut self,
+        group: &mut Vec<(Publish, Release)>,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        if group.is_empty() {
+            return true;
+        }
+        let mut backoff = DURABILITY_RETRY;
+        while let Err(e) = self.sync_durably() {
+            self.forward.health.set_journals_writable(false);
+            let wait = backoff.next_wait();
+            tracing::error!(
+                "{e}: {} envelope(s) neither forwarded nor acknowledged; retrying in {wait:?}",
+                group.len()
+            );
+            tokio::select! {
+                _ = shutdown.as_mut() => return false,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        self.forward
+            .metrics
+            .write_groups
+            .observe(group.len() as f64);
+        for (publish, release) in group.drain(..) {
+            self.release(&publish, release).await;
+        }
+        true
+    }
+
+    /// Both journals on disk.
+    fn sync_durably(&mut self) -> Result<(), JournalError> {
+        self.forward.journal.sync()?;
+        lock(&self.forward.audit).sync()
+    }
+
     /// Handles one envelope, retrying with backoff while its records cannot be written;
-    /// false if `shutdown` came first.
+    /// what it is owed once they are synced, or `None` if `shutdown` came first.
     async fn handle_until_durable(
         &mut self,
         publish: &Publish,
         work: &mut Work,
         shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    ) -> bool {
+    ) -> Option<Release> {
         let mut backoff = DURABILITY_RETRY;
         loop {
             match self.handle(publish, work).await {
-                Ok(()) => {
+                Ok(release) => {
                     self.forward.health.set_journals_writable(true);
-                    return true;
+                    return Some(release);
                 }
                 Err(e) => {
                     self.forward.health.set_journals_writable(false);
@@ -179,7 +259,7 @@ impl ForwardLoop {
                     tokio::select! {
                         _ = shutdown.as_mut() => {
                             self.sync_journals();
-                            return false;
+                            return None;
                         }
                         _ = tokio::time::sleep(wait) => {}
                     }
@@ -199,13 +279,16 @@ impl ForwardLoop {
         }
     }
 
-    /// Gates one envelope and, once its records are durable, publishes the outcome and
-    /// acknowledges it. An error means nothing was published or acknowledged.
-    async fn handle(&mut self, publish: &Publish, work: &mut Work) -> Result<(), JournalError> {
+    /// Gates one envelope and writes its records; returns what it is owed once they are
+    /// synced. An error means nothing was written that needs it.
+    async fn handle(
+        &mut self,
+        publish: &Publish,
+        work: &mut Work,
+    ) -> Result<Release, JournalError> {
         self.close_unclosed()?;
         let Some(sender) = ingress_sender(&publish.topic) else {
-            self.ack(publish).await;
-            return Ok(());
+            return Ok(Release::Ack);
         };
         self.wait_for_catch_up().await;
         let f = &mut self.forward;
@@ -224,10 +307,9 @@ impl ForwardLoop {
             .check_latency
             .observe(started.elapsed().as_secs_f64());
         match verdict {
-            Ok(accepted) => self.forward(accepted, &snapshot, publish, work).await?,
-            Err(refused) => self.refuse(refused, &snapshot, publish).await?,
+            Ok(accepted) => self.forward(accepted, &snapshot, publish, work),
+            Err(refused) => self.refuse(refused, &snapshot, publish),
         }
-        Ok(())
     }
 
     /// Holds the envelope while the follower catches up, within [`CATCH_UP_GRACE`] of
@@ -249,13 +331,15 @@ impl ForwardLoop {
         }
     }
 
-    async fn forward(
+    /// Journals a forward's audit record (unless it is a redelivery, already journaled) and
+    /// makes its attested delivery.
+    fn forward(
         &mut self,
         accepted: Accepted,
         snapshot: &Snapshot,
         publish: &Publish,
         work: &mut Work,
-    ) -> Result<(), JournalError> {
+    ) -> Result<Release, JournalError> {
         let f = &mut self.forward;
         let seen = Seen {
             message_id: accepted.message_id,
@@ -288,33 +372,61 @@ impl ForwardLoop {
             Target::Device(id) => mqtt::inbox_topic(id),
             Target::Group(id) => mqtt::group_topic(id),
         };
-        let number = match f.outbox.publish(topic, false, delivery.to_bytes()).await {
-            Ok(number) => number,
-            Err(e) => {
-                // Only a stopped event loop refuses a request; the shutdown follows.
-                tracing::error!("forward: {e}");
-                return Ok(());
+        Ok(Release::Forward {
+            topic,
+            delivery: delivery.to_bytes(),
+            seen,
+            redelivery: accepted.redelivery,
+        })
+    }
+
+    /// Publishes what `release` owes and acknowledges the ingress message.
+    async fn release(&mut self, publish: &Publish, release: Release) {
+        match release {
+            Release::Ack => {}
+            Release::Forward {
+                topic,
+                delivery,
+                seen,
+                redelivery,
+            } => {
+                let f = &mut self.forward;
+                let number = match f.outbox.publish(topic, false, delivery).await {
+                    Ok(number) => number,
+                    Err(e) => {
+                        // Only a stopped event loop refuses a request; the shutdown follows.
+                        tracing::error!("forward: {e}");
+                        return;
+                    }
+                };
+                if redelivery {
+                    tracing::debug!(
+                        "unfinished forward of {} forwarded again",
+                        hex::encode(seen.message_id)
+                    );
+                    f.metrics.redelivered.inc();
+                } else {
+                    f.metrics.forwarded.inc();
+                }
+                // The hand-over is finished once the broker has the delivery: until the id
+                // is closed, a restart treats the broker's redelivery as the unfinished
+                // forward it is.
+                self.unclosed.push_back((number, seen));
+                if let Err(e) = self.close_unclosed() {
+                    // Forwarded already; the next envelope waits for this entry.
+                    tracing::error!("{e}");
+                    self.forward.health.set_journals_writable(false);
+                }
             }
-        };
-        if accepted.redelivery {
-            tracing::debug!(
-                "unfinished forward of {} forwarded again",
-                hex::encode(accepted.message_id)
-            );
-            f.metrics.redelivered.inc();
-        } else {
-            f.metrics.forwarded.inc();
+            Release::Refuse { notice } => {
+                if let Some((topic, json)) = notice {
+                    if let Err(e) = self.forward.outbox.publish(topic, false, json).await {
+                        tracing::warn!("refusal notice: {e}");
+                    }
+                }
+            }
         }
         self.ack(publish).await;
-        // The hand-over is finished once the broker has the delivery: until the id is
-        // closed, a restart treats the broker's redelivery as the unfinished forward it is.
-        self.unclosed.push_back((number, seen));
-        if let Err(e) = self.close_unclosed() {
-            // Forwarded and acknowledged already; the next envelope waits for this entry.
-            tracing::error!("{e}");
-            self.forward.health.set_journals_writable(false);
-        }
-        Ok(())
     }
 
     /// Writes the closing entries owed to the replay journal for deliveries the broker has
@@ -347,12 +459,13 @@ impl ForwardLoop {
         Ok(())
     }
 
-    async fn refuse(
+    /// Journals what a refusal used up and decides its notice.
+    fn refuse(
         &mut self,
         refused: Refused,
         snapshot: &Snapshot,
         publish: &Publish,
-    ) -> Result<(), JournalError> {
+    ) -> Result<Release, JournalError> {
         if let Err(e) = self.make_refusal_durable(&refused, publish) {
             if let Some(seen) = refused.consumed {
                 self.forward.gate.forget(&seen.message_id);
@@ -365,27 +478,23 @@ impl ForwardLoop {
         let notify = f.gate.may_notify(&refused.reported_to, now_ms(), snapshot);
         // Logged at info within the sender's notice budget; past it a flood would fill the
         // disk with lines the metrics already count.
-        if notify {
-            tracing::info!(
-                "refused from {}: {code}: {}",
-                refused.reported_to,
-                refused.detail
-            );
-            if let Some((topic, json)) = notice::refusal(&refused, snapshot.block_number) {
-                if let Err(e) = f.outbox.publish(topic, false, json).await {
-                    tracing::warn!("refusal notice: {e}");
-                }
-            }
-        } else {
+        if !notify {
             f.metrics.notices_suppressed.inc();
             tracing::debug!(
                 "refused from {}: {code}: {}",
                 refused.reported_to,
                 refused.detail
             );
+            return Ok(Release::Refuse { notice: None });
         }
-        self.ack(publish).await;
-        Ok(())
+        tracing::info!(
+            "refused from {}: {code}: {}",
+            refused.reported_to,
+            refused.detail
+        );
+        Ok(Release::Refuse {
+            notice: notice::refusal(&refused, snapshot.block_number),
+        })
     }
 
     /// The used-up message id and, for a key mismatch, the audit record, before the

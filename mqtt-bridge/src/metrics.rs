@@ -22,6 +22,8 @@ pub struct Metrics {
     pub refused: CounterVec<U64>,
     /// Time the gate took per envelope, in seconds.
     pub check_latency: Histogram,
+    /// Envelopes per write group: whose records share one sync before any is acknowledged.
+    pub write_groups: Histogram,
     /// Seconds since the cache was last brought to a finalized block.
     pub cache_age: Gauge<U64>,
     /// The finalized block the cache reflects.
@@ -121,6 +123,16 @@ impl Metrics {
                 Histogram::with_opts(
                     HistogramOpts::new("check_seconds", "Gate check latency")
                         .buckets(exponential_buckets(0.000_05, 2.0, 16)?),
+                )?,
+                &registry,
+            )?,
+            write_groups: register(
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "write_group_envelopes",
+                        "Envelopes whose records share one sync to disk",
+                    )
+                    .buckets(exponential_buckets(1.0, 2.0, 10)?),
                 )?,
                 &registry,
             )?,

@@ -242,4 +242,19 @@ async fn under_sustained_gated_load_every_forwarded_envelope_becomes_provable_in
         delivered.len()
     );
     assert!(roots * 10 <= delivered.len(), "{roots} events");
+    // Under load, the gate's records are synced in groups, not one sync per envelope.
+    let groups = stack
+        .metric("keymesh_bridge_write_group_envelopes_count")
+        .await
+        .unwrap();
+    let grouped = stack
+        .metric("keymesh_bridge_write_group_envelopes_sum")
+        .await
+        .unwrap();
+    eprintln!("{grouped} envelopes' records synced in {groups} groups");
+    assert_eq!(grouped as usize, delivered.len());
+    assert!(
+        groups * 4.0 <= grouped,
+        "{groups} syncs for {grouped} envelopes"
+    );
 }
