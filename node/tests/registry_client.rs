@@ -237,6 +237,17 @@ async fn every_keymesh_event_and_storage_item_decodes_generically() {
             ],
         ),
         Value::named_variant(
+            "Exchanges",
+            [
+                ("sender", bytes(b"1111")),
+                ("target", device(b"2001")),
+                ("fingerprint", bytes(&Sha256::digest(KEY_2001_NEXT))),
+                ("checked_at", Value::u128(checked_at.into())),
+                ("count", Value::u128(3)),
+                ("root", bytes(&[8; 32])),
+            ],
+        ),
+        Value::named_variant(
             "Mismatch",
             [
                 ("sender", bytes(b"1111")),
