@@ -158,7 +158,17 @@ pub async fn prove_all(
         let place = match located.entry(hit.group.root) {
             std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
             std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(locate(node, &hit.group, hit.proof.leaves, finalized).await?)
+                // A node that pruned the block's state cannot show its events: that group
+                // is not proved here, the others still may be.
+                let place = locate(node, &hit.group, hit.proof.leaves, finalized)
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(format!(
+                            "{e} (proofs of blocks older than the node's state pruning need a \
+                             node run with --state-pruning archive)"
+                        ))
+                    });
+                slot.insert(place)
             }
         };
         verdicts.push(verdict(*hash, hit, place));
