@@ -131,6 +131,9 @@ impl ForwardLoop {
         mut incoming: mpsc::Receiver<Publish>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
+        // Fused: a group may still be released after the shutdown came, and polling a
+        // finished future again must not panic.
+        let shutdown = shutdown.fuse();
         tokio::pin!(shutdown);
         let mut sync = tokio::time::interval(Duration::from_secs(1));
         let mut acked = self.forward.acked.clone();
