@@ -149,6 +149,15 @@ fn table(lines: &[Line]) {
             "| bridge CPU time per gated message | — | {:.0} µs | — | — |",
             t["bridge_cpu_us_per_message"].as_f64().unwrap_or(0.0)
         );
+        let c = &t["crypto_ceiling"];
+        println!(
+            "| ceiling of any gate that verifies and attests each envelope: {:.0} cores doing only that | — | {:.0} msg/s: {:.1} % of the broker alone | — | RSA verification alone {:.0} msg/s, attestation alone {:.0} msg/s |",
+            c["threads"].as_f64().unwrap_or(0.0),
+            c["both_msg_s"].as_f64().unwrap_or(0.0),
+            100.0 * t["crypto_ceiling_share"].as_f64().unwrap_or(0.0),
+            c["verify_msg_s"].as_f64().unwrap_or(0.0),
+            c["attest_msg_s"].as_f64().unwrap_or(0.0),
+        );
     }
 }
 

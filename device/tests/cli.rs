@@ -2,9 +2,9 @@
 //! `send`/`listen` through a real MQTT broker (Mosquitto) on loopback.
 #![allow(clippy::unwrap_used)]
 
+use keymesh_test_ports::free_port;
 use std::{
     io::{BufRead, BufReader, Write},
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -193,14 +193,6 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_mosquitto(dir: &Path) -> (Reaped, u16) {

@@ -11,7 +11,12 @@
 //!   nobody reads them: what the generator can put in, faster than either path delivers;
 //! - the bridge's CPU time (user + system, from `/proc`) per gated message;
 //! - the exchange log after that load: its backlog when the load stopped, and how long it
-//!   took to drain.
+//!   took to drain;
+//! - the per-envelope crypto ceiling: the rate at which every core of this machine, doing
+//!   nothing else, can decode an envelope, verify its sender's RSA signature and sign the
+//!   delivery's attestation. No gate can forward faster than this while it checks and
+//!   attests each envelope on its own; its share of the broker-alone rate bounds the gated
+//!   share from above.
 //!
 //! It prints one JSON object on its last line.
 //!
@@ -25,8 +30,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use keymesh_device::{
+    envelope::{verify_decoded, Envelope},
     mqtt::{group_topic, inbox_topic},
-    seal_direct, seal_topic,
+    seal_direct, seal_topic, Attestation,
 };
 use rumqttc::{MqttOptions, QoS};
 
@@ -243,6 +249,7 @@ async fn throughput(stack: &Stack, backend_port: u16, n: usize) -> serde_json::V
         gated_handed.push(g.handed_over);
     }
     let (raw_rate, gated_rate) = (median(&mut raw_rates), median(&mut gated_rates));
+    let ceiling = crypto_ceiling(rounds);
     serde_json::json!({
         "messages_per_round": n,
         "senders": SENDERS,
@@ -255,6 +262,49 @@ async fn throughput(stack: &Stack, backend_port: u16, n: usize) -> serde_json::V
         "gated_handed_over_msg_s": median(&mut gated_handed),
         "gated_share": gated_rate / raw_rate,
         "bridge_cpu_us_per_message": cpu.as_secs_f64() * 1e6 / (ROUNDS * n) as f64,
+        "crypto_ceiling_share": ceiling["both_msg_s"].as_f64().unwrap_or(0.0) / raw_rate,
+        "crypto_ceiling": ceiling,
+    })
+}
+
+/// Envelopes per second that all cores, doing nothing else, take through `step`.
+fn on_all_cores(envelopes: &[Vec<u8>], step: impl Fn(&[u8]) + Sync) -> f64 {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per = envelopes.len().div_ceil(threads);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for chunk in envelopes.chunks(per) {
+            let step = &step;
+            scope.spawn(move || chunk.iter().for_each(|bytes| step(bytes)));
+        }
+    });
+    envelopes.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The gate's per-envelope cryptography on all cores, doing nothing else: decoding and the
+/// sender's RSA signature, the attestation, and both, in envelopes per second.
+fn crypto_ceiling(envelopes: &[Vec<u8>]) -> serde_json::Value {
+    let keys: std::collections::HashMap<String, rsa::RsaPublicKey> = ["1111", "1112"]
+        .iter()
+        .map(|id| (id.to_string(), public(id)))
+        .collect();
+    let bridge = subxt_signer::sr25519::dev::ferdie();
+    let verify = |bytes: &[u8]| {
+        let envelope = Envelope::decode_bounded(bytes).unwrap();
+        let sender = String::from_utf8_lossy(&envelope.header.sender).to_string();
+        verify_decoded(&envelope, &keys[&sender]).unwrap();
+    };
+    let attest = |bytes: &[u8]| {
+        std::hint::black_box(Attestation::sign(&bridge, bytes, 1, [7; 32]));
+    };
+    serde_json::json!({
+        "threads": std::thread::available_parallelism().map_or(2, |n| n.get()),
+        "verify_msg_s": on_all_cores(envelopes, verify),
+        "attest_msg_s": on_all_cores(envelopes, attest),
+        "both_msg_s": on_all_cores(envelopes, |bytes| {
+            verify(bytes);
+            attest(bytes);
+        }),
     })
 }
 

@@ -4,8 +4,8 @@
 //! every wait polls a readiness condition.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub use keymesh_test_ports::free_port;
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -40,14 +40,6 @@ pub fn sibling_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or fails after `within`.

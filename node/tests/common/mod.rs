@@ -2,9 +2,9 @@
 //! on their JSON-RPC, and build signed extrinsics with the dev keys.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub use keymesh_test_ports::free_port;
 use std::{
     fs::File,
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -27,15 +27,6 @@ pub const POLL: Duration = Duration::from_millis(100);
 
 pub fn node_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_keymesh-node"))
-}
-
-/// A port the OS just handed out on loopback; free unless another process races for it.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A `keymesh-node` child process. Killed (and reaped) when dropped.
