@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use subxt::{
     config::{DefaultExtrinsicParamsBuilder, RpcConfigFor},
     dynamic::Value,
-    rpcs::{LegacyRpcMethods, RpcClient},
+    rpcs::LegacyRpcMethods,
     tx::DynamicPayload,
     OnlineClient, PolkadotConfig,
 };
@@ -42,10 +42,7 @@ impl Node {
             url: url.to_string(),
             reason: e.to_string(),
         };
-        let rpc = RpcClient::from_insecure_url(url)
-            .await
-            .map_err(|e| connect(&e))?;
-        let api = Api::from_rpc_client(rpc.clone())
+        let (api, rpc) = keymesh_device::node_client::connect(url)
             .await
             .map_err(|e| connect(&e))?;
         Ok(Node {

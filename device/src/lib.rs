@@ -17,6 +17,7 @@ pub mod envelope;
 pub mod exchange_proof;
 pub mod keys;
 pub mod mqtt;
+pub mod node_client;
 pub mod onboard;
 pub mod pss;
 pub mod tls;

@@ -6,7 +6,7 @@
 use std::{path::Path, str::FromStr};
 
 use rsa::RsaPublicKey;
-use subxt::{dynamic::Value, utils::AccountId32, OnlineClient, PolkadotConfig};
+use subxt::{dynamic::Value, utils::AccountId32};
 use subxt_signer::{sr25519::Keypair, SecretUri};
 
 use crate::keys::public_der;
@@ -57,7 +57,7 @@ async fn submit_finalized(
         call,
         reason: e.to_string(),
     };
-    let api = OnlineClient::<PolkadotConfig>::from_insecure_url(node)
+    let (api, _) = crate::node_client::connect(node)
         .await
         .map_err(|e| OnboardError::Connect {
             url: node.to_string(),

@@ -267,9 +267,10 @@ async fn bridge_ready(metrics_port: u16) -> Result<(), String> {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
-    let api = Api::from_insecure_url(format!("ws://127.0.0.1:{}", args.rpc_port))
-        .await
-        .map_err(|e| format!("no node on port {}: {e}", args.rpc_port))?;
+    let (api, _) =
+        keymesh_device::node_client::connect(&format!("ws://127.0.0.1:{}", args.rpc_port))
+            .await
+            .map_err(|e| format!("no node on port {}: {e}", args.rpc_port))?;
     bridge_ready(args.metrics_port).await?;
     let mut fleet = Fleet::new()?;
     for id in DEVICES {

@@ -14,12 +14,8 @@ use keymesh_device::keys::parse_public;
 use keymesh_primitives::{DeviceStatus, Role};
 use scale_decode::DecodeAsType;
 use subxt::{
-    client::OnlineClientAtBlock,
-    config::RpcConfigFor,
-    dynamic::Value,
-    rpcs::{LegacyRpcMethods, RpcClient},
-    utils::AccountId32,
-    OnlineClient, PolkadotConfig,
+    client::OnlineClientAtBlock, config::RpcConfigFor, dynamic::Value, rpcs::LegacyRpcMethods,
+    utils::AccountId32, OnlineClient, PolkadotConfig,
 };
 
 use crate::gate::{DeviceKey, GroupKey, MemberKeys, Snapshot};
@@ -110,10 +106,7 @@ pub async fn connect(url: &str) -> Result<Node, ChainError> {
         url: url.to_string(),
         reason,
     };
-    let rpc = RpcClient::from_insecure_url(url)
-        .await
-        .map_err(|e| refused(e.to_string()))?;
-    let api = Api::from_rpc_client(rpc.clone())
+    let (api, rpc) = keymesh_device::node_client::connect(url)
         .await
         .map_err(|e| refused(e.to_string()))?;
     Ok(Node {

@@ -9,6 +9,10 @@
 //!   than [`MAX_CATCH_UP`]) is closed with a fresh snapshot.
 //! - `caught_up` is true only while connected with every finalized block applied; the gate
 //!   refuses everything (`StaleState`) while it is false.
+//! - `finalized_seen` is the newest finalized block the follower has heard of, applied or
+//!   not. Applying a block takes a moment after the node announces it, and a device that
+//!   read the new state over RPC in that moment must not be refused on the old state
+//!   (the forward loop holds such an envelope until the block is applied).
 
 use std::{sync::Arc, time::Duration};
 
@@ -33,6 +37,8 @@ const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::fr
 pub struct Outputs {
     pub snapshot: watch::Sender<Arc<Snapshot>>,
     pub caught_up: watch::Sender<bool>,
+    /// The newest finalized block number heard of, applied or not.
+    pub finalized_seen: watch::Sender<u64>,
     /// `RekeyRequired` requests, for the key manager (when this bridge is one).
     pub rekeys: Option<mpsc::Sender<Rekey>>,
 }
@@ -90,6 +96,16 @@ impl Follower {
         }
     }
 
+    /// Records that block `number` is finalized, before it is applied.
+    fn heard_of(&self, number: u64) {
+        tracing::debug!("finalized #{number} heard of");
+        self.out.finalized_seen.send_if_modified(|seen| {
+            let newer = number > *seen;
+            *seen = (*seen).max(number);
+            newer
+        });
+    }
+
     fn set_caught_up(&self, caught_up: bool) {
         self.out.caught_up.send_if_modified(|current| {
             let changed = *current != caught_up;
@@ -109,6 +125,7 @@ impl Follower {
             Ok(at) => at.block_number(),
             Err(e) => return chain::query(e).into(),
         };
+        self.heard_of(head);
         if let Err(e) = self.catch_up(node, head).await {
             return e.into();
         }
@@ -124,6 +141,7 @@ impl Follower {
                 Ok(block) => block.number(),
                 Err(e) => return chain::query(e).into(),
             };
+            self.heard_of(number);
             if let Err(e) = self.catch_up(node, number).await {
                 return e.into();
             }

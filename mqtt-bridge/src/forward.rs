@@ -15,6 +15,13 @@
 //!   only then is any of its envelopes published or acknowledged. One sync covers many
 //!   envelopes, and a power cut loses no record of an acknowledged one.
 //!
+//! The node announces a finalized block a moment before the bridge has applied it, and a
+//! device may read the new state over RPC in that moment (a rotated key, a group's first
+//! key). An envelope that the cache's state would refuse for a reason newer state may
+//! change is held until the follower has applied the newest block it has heard of, within
+//! [`NEWER_STATE_GRACE`], and then checked again. Each block is waited for once, so a flood
+//! of such refusals costs one wait per block. Nothing passes on older state than before.
+//!
 //! When a write fails, the envelope is neither forwarded nor acknowledged, `/readyz` says
 //! so, and the same envelope is tried again with backoff until the write goes through.
 
@@ -30,7 +37,7 @@ use crate::{
     audit::{lock, SharedJournal},
     backoff::Backoff,
     clock::now_ms,
-    gate::{Accepted, Gate, Reason, Refused, Snapshot, Target},
+    gate::{self, Accepted, Gate, Genuine, Reason, Refused, Snapshot, Target},
     health::Health,
     metrics::Metrics,
     notice,
@@ -45,6 +52,10 @@ use crate::{
 /// broker's backlog should be forwarded then rather than refused; a node that stays away
 /// costs one such wait, after which refusals are immediate until the bridge has caught up.
 const CATCH_UP_GRACE: Duration = Duration::from_secs(5);
+
+/// Longest hold for a finalized block the follower has heard of but not applied. Applying
+/// one takes well under a second, even with a thousand changed devices.
+const NEWER_STATE_GRACE: Duration = Duration::from_secs(2);
 
 /// A journal with this many records more than the window holds is rewritten.
 const COMPACT_SLACK: usize = 65_536;
@@ -91,6 +102,8 @@ pub struct Forward {
     pub signer: Keypair,
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub caught_up: watch::Receiver<bool>,
+    /// The newest finalized block the follower has heard of, applied or not.
+    pub finalized_seen: watch::Receiver<u64>,
     pub audit: Arc<SharedJournal>,
     pub health: Arc<Health>,
     pub metrics: Metrics,
@@ -106,6 +119,8 @@ pub struct ForwardLoop {
     unclosed: std::collections::VecDeque<(u64, Seen)>,
     /// Since when the follower has been behind, if it is.
     behind_since: Option<Instant>,
+    /// The newest finalized block an envelope was held for.
+    held_for: u64,
     /// Starts the work done on envelopes ahead of their turn.
     preparer: Preparer,
 }
@@ -118,6 +133,7 @@ impl Forward {
             forward: self,
             unclosed: std::collections::VecDeque::new(),
             behind_since: None,
+            held_for: 0,
         }
     }
 }
@@ -294,18 +310,19 @@ impl ForwardLoop {
             return Ok(Release::Ack);
         };
         self.wait_for_catch_up().await;
-        let f = &mut self.forward;
-        let snapshot = f.snapshot.borrow().clone();
-        let caught_up = *f.caught_up.borrow();
-        let now = now_ms();
-        let started = Instant::now();
+        let mut snapshot = self.forward.snapshot.borrow().clone();
+        let mut started = Instant::now();
+        let mut genuine = self.authenticate(sender, publish, work, &snapshot);
+        if let Some(block) = self.newer_state_may_pass(&genuine, &snapshot) {
+            snapshot = self.hold_for(block).await;
+            started = Instant::now();
+            genuine = self.authenticate(sender, publish, work, &snapshot);
+        }
         // The MQTT `DUP` flag is not consulted: anyone can set it. Redeliveries are known
         // from the bridge's own journals (`Gate::remember_open`).
-        let verdict = f
-            .gate
-            .check_standing(sender, &publish.payload, &snapshot, caught_up, now)
-            .and_then(|()| work.genuine(f.gate.limits(), sender, &publish.payload, &snapshot))
-            .and_then(|genuine| f.gate.admit(sender, genuine, now, &snapshot));
+        let f = &mut self.forward;
+        let verdict =
+            genuine.and_then(|genuine| f.gate.admit(sender, genuine, now_ms(), &snapshot));
         f.metrics
             .check_latency
             .observe(started.elapsed().as_secs_f64());
@@ -313,6 +330,56 @@ impl ForwardLoop {
             Ok(accepted) => self.forward(accepted, &snapshot, publish, work),
             Err(refused) => self.refuse(refused, &snapshot, publish),
         }
+    }
+
+    /// The checks that keep no state: the bridge's standing, then the envelope's form,
+    /// sender and signature.
+    fn authenticate(
+        &mut self,
+        sender: &str,
+        publish: &Publish,
+        work: &mut Work,
+        snapshot: &Snapshot,
+    ) -> Result<Genuine, Refused> {
+        let f = &mut self.forward;
+        let caught_up = *f.caught_up.borrow();
+        f.gate
+            .check_standing(sender, &publish.payload, snapshot, caught_up, now_ms())
+            .and_then(|()| work.genuine(f.gate.limits(), sender, &publish.payload, snapshot))
+    }
+
+    /// The finalized block worth holding the envelope for: the newest one the follower has
+    /// heard of, if it is not applied yet, was not held for before, and the envelope would
+    /// be refused at `snapshot` for a reason it may change.
+    fn newer_state_may_pass(
+        &self,
+        genuine: &Result<Genuine, Refused>,
+        snapshot: &Snapshot,
+    ) -> Option<u64> {
+        let heard_of = *self.forward.finalized_seen.borrow();
+        let block = unapplied_block(heard_of, snapshot.block_number, self.held_for)?;
+        let reason = match genuine {
+            Err(refused) => refused.reason.clone(),
+            Ok(genuine) => gate::target_refusal(genuine, snapshot)?,
+        };
+        reason.may_pass_on_newer_state().then_some(block)
+    }
+
+    /// Waits, within [`NEWER_STATE_GRACE`], for the follower to apply finalized `block`;
+    /// returns the snapshot then current.
+    async fn hold_for(&mut self, block: u64) -> Arc<Snapshot> {
+        self.held_for = block;
+        self.forward.metrics.held_for_newer_state.inc();
+        let mut snapshot = self.forward.snapshot.clone();
+        let applied = snapshot.wait_for(|s| u64::from(s.block_number) >= block);
+        if tokio::time::timeout(NEWER_STATE_GRACE, applied)
+            .await
+            .is_err()
+        {
+            tracing::warn!("finalized #{block} not applied within {NEWER_STATE_GRACE:?}");
+        }
+        let current = snapshot.borrow().clone();
+        current
     }
 
     /// Holds the envelope while the follower catches up, within [`CATCH_UP_GRACE`] of
@@ -534,5 +601,27 @@ impl ForwardLoop {
             expected: *expected,
         };
         audit.append(record, envelope_hash, None)
+    }
+}
+
+/// The finalized block heard of that an envelope may be held for: one newer than the
+/// snapshot's (`applied`) and than the last one held for.
+fn unapplied_block(heard_of: u64, applied: u32, held_for: u64) -> Option<u64> {
+    (heard_of > u64::from(applied) && heard_of > held_for).then_some(heard_of)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unapplied_block;
+
+    #[test]
+    fn each_unapplied_block_is_held_for_once() {
+        // Heard of #8 with #7 applied: hold for #8, once.
+        assert_eq!(unapplied_block(8, 7, 0), Some(8));
+        assert_eq!(unapplied_block(8, 7, 8), None);
+        // Nothing newer than the snapshot: no hold.
+        assert_eq!(unapplied_block(7, 7, 0), None);
+        // A newer block after an earlier hold is held for again.
+        assert_eq!(unapplied_block(9, 7, 8), Some(9));
     }
 }

@@ -168,6 +168,26 @@ impl Reason {
         }
     }
 
+    /// Whether finalized state newer than the snapshot checked against may let the envelope
+    /// pass: a key rotated, a device registered or reinstated, a group's key or members set,
+    /// the bridge listed again. Form, freshness and rate refusals do not depend on it, and
+    /// a stale view is `StaleState`'s own wait.
+    pub fn may_pass_on_newer_state(&self) -> bool {
+        matches!(
+            self,
+            Reason::UnknownSender
+                | Reason::SenderNotActive
+                | Reason::BadSignature
+                | Reason::UnknownTarget
+                | Reason::TargetNotActive
+                | Reason::NoGroupKey
+                | Reason::KeyMismatch { .. }
+                | Reason::NotAllowed
+                | Reason::RekeyPending
+                | Reason::BridgeNotListed
+        )
+    }
+
     /// Every code, for metrics.
     pub const CODES: [&'static str; 17] = [
         "TooLarge",
@@ -568,6 +588,14 @@ pub fn authenticate(
         sender,
         target,
     })
+}
+
+/// Why `genuine` would be refused for its target and key at `snapshot`, if it would. Keeps
+/// no state: the caller decides whether to wait for newer state before [`Gate::admit`].
+pub fn target_refusal(genuine: &Genuine, snapshot: &Snapshot) -> Option<Reason> {
+    target_key(genuine, snapshot)
+        .err()
+        .map(|(reason, _)| reason)
 }
 
 /// The fingerprint the envelope must be sealed to: the target device's current key, or the

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub redelivered: Counter<U64>,
     /// Envelopes refused, by reason code.
     pub refused: CounterVec<U64>,
+    /// Envelopes that would have been refused on the cache's state, held until a finalized
+    /// block the bridge had heard of was applied, and checked again.
+    pub held_for_newer_state: Counter<U64>,
     /// Time the gate took per envelope, in seconds.
     pub check_latency: Histogram,
     /// Envelopes per write group: whose records share one sync before any is acknowledged.
@@ -119,6 +122,13 @@ impl Metrics {
                 &registry,
             )?,
             refused,
+            held_for_newer_state: register(
+                Counter::new(
+                    "held_for_newer_state_total",
+                    "Envelopes held for a finalized block not yet applied, then checked again",
+                )?,
+                &registry,
+            )?,
             check_latency: register(
                 Histogram::with_opts(
                     HistogramOpts::new("check_seconds", "Gate check latency")

@@ -215,6 +215,7 @@ fn announce_forwarding(mut ingress: watch::Receiver<bool>, signer: &Keypair) {
 struct Views {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     caught_up: watch::Receiver<bool>,
+    finalized_seen: watch::Receiver<u64>,
     ingress: watch::Receiver<bool>,
     sessions: watch::Receiver<u64>,
 }
@@ -223,25 +224,30 @@ struct Views {
 struct Publishers {
     snapshot: watch::Sender<Arc<Snapshot>>,
     caught_up: watch::Sender<bool>,
+    finalized_seen: watch::Sender<u64>,
     ingress: watch::Sender<bool>,
     sessions: watch::Sender<u64>,
 }
 
 fn channels(first: Snapshot) -> (Publishers, Views) {
+    let first_block = first.block_number;
     let (snapshot, snapshot_rx) = watch::channel(Arc::new(first));
     let (caught_up, caught_up_rx) = watch::channel(false);
+    let (finalized_seen, finalized_seen_rx) = watch::channel(u64::from(first_block));
     let (ingress, ingress_rx) = watch::channel(false);
     let (sessions, sessions_rx) = watch::channel(0);
     (
         Publishers {
             snapshot,
             caught_up,
+            finalized_seen,
             ingress,
             sessions,
         },
         Views {
             snapshot: snapshot_rx,
             caught_up: caught_up_rx,
+            finalized_seen: finalized_seen_rx,
             ingress: ingress_rx,
             sessions: sessions_rx,
         },
@@ -371,7 +377,11 @@ fn spawn_broker_session(
 fn spawn_follower(
     settings: &Settings,
     node: Node,
-    (snapshot, caught_up): (watch::Sender<Arc<Snapshot>>, watch::Sender<bool>),
+    (snapshot, caught_up, finalized_seen): (
+        watch::Sender<Arc<Snapshot>>,
+        watch::Sender<bool>,
+        watch::Sender<u64>,
+    ),
     views: &Views,
     rekeys: Option<mpsc::Sender<rekey::Rekey>>,
     metrics: &Metrics,
@@ -383,6 +393,7 @@ fn spawn_follower(
         Outputs {
             snapshot,
             caught_up,
+            finalized_seen,
             rekeys,
         },
         metrics.clone(),
@@ -468,7 +479,11 @@ pub async fn run(
     spawn_follower(
         &settings,
         node,
-        (publishers.snapshot, publishers.caught_up),
+        (
+            publishers.snapshot,
+            publishers.caught_up,
+            publishers.finalized_seen,
+        ),
         &views,
         rekeys,
         &metrics,
@@ -495,6 +510,7 @@ pub async fn run(
         signer: settings.signer.clone(),
         snapshot: views.snapshot.clone(),
         caught_up: views.caught_up.clone(),
+        finalized_seen: views.finalized_seen.clone(),
         audit: journals.audit.clone(),
         health,
         metrics,

@@ -223,6 +223,58 @@ async fn scenario_3_rotation_is_enforced_from_finalized_state() {
     assert_eq!(der, public_der(&new_key.to_public_key()));
 }
 
+/// The node answers RPC from a finalized block a moment before the bridge has applied it. A
+/// device that seals to a rotated key as soon as RPC shows it is held until the bridge
+/// applies the block, then forwarded: not refused as a key mismatch on the state the
+/// bridge had a moment before.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_envelope_sealed_to_a_key_the_moment_rpc_shows_it_is_forwarded() {
+    let stack = Stack::start(BrokerKind::Embedded).await;
+    let mut sender = Device::connect(stack.mqtt_port, "1111").await;
+    let mut recipient = Device::connect(stack.mqtt_port, "1113").await;
+    let new_key: RsaPrivateKey = generate(KeyBits::B2048).unwrap();
+    // Sealed ahead, so that it goes out the moment RPC shows the new key.
+    let sealed = direct("1111", "1113", &new_key.to_public_key(), "to the new key");
+    let new_fingerprint = hex::encode(fingerprint(&new_key.to_public_key()));
+    let rpc =
+        subxt::rpcs::RpcClient::from_insecure_url(format!("ws://127.0.0.1:{}", stack.rpc_port))
+            .await
+            .unwrap();
+    let args = vec![bytes(b"1113"), bytes(&public_der(&new_key.to_public_key()))];
+    let operator = operator();
+    let rotate = stack.submit(&operator, "Devices", "rotate_key", args);
+    let read_then_send = async {
+        loop {
+            let params = subxt::rpcs::client::rpc_params!["1113", &new_fingerprint];
+            let answer: serde_json::Value = rpc.request("keymesh_checkKey", params).await.unwrap();
+            if answer["result"] == "check" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        sender.send(sealed).await;
+    };
+    tokio::join!(rotate, read_then_send);
+
+    let delivery = recipient
+        .next_on(&inbox_topic("1113"), WAIT)
+        .await
+        .expect("forwarded once the bridge has applied the rotation");
+    let opened = open_delivery(&delivery, &new_key, &directory()).unwrap();
+    assert_eq!(&opened.payload[..], b"to the new key");
+    let status = keymesh_device::mqtt::status_topic("1111");
+    let notice = sender.next_on(&status, QUIET).await;
+    assert!(
+        notice.is_none(),
+        "refused: {:?}",
+        notice.map(|n| String::from_utf8_lossy(&n).into_owned())
+    );
+    let held = stack
+        .metric("keymesh_bridge_held_for_newer_state_total")
+        .await;
+    println!("envelopes held for a block not yet applied: {held:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn scenario_5_cross_group_rekey_after_removal() {
     let stack = Stack::start(BrokerKind::Embedded).await;

@@ -548,3 +548,55 @@ fn a_forgotten_id_is_checked_afresh() {
     gate.forget(&accepted.message_id);
     assert!(gate.check("1111", &bytes, now(), &fleet.snapshot).is_ok());
 }
+
+#[test]
+fn a_target_refusal_probed_on_old_state_uses_nothing_up_and_passes_on_newer_state() {
+    let fleet = fleet();
+    let mut gate = Gate::new(Limits::default());
+    // Sealed to 1114's key "for 1113": a mismatch now, and the right key once 1113 rotates
+    // to that key in a block the cache has not applied yet.
+    let bytes = fleet.tampered();
+    let genuine = authenticate(gate.limits(), "1111", &bytes, &fleet.snapshot).unwrap();
+    let probed = target_refusal(&genuine, &fleet.snapshot).expect("a mismatch on old state");
+    assert!(probed.may_pass_on_newer_state(), "{probed:?}");
+
+    let mut newer = fleet.snapshot.clone();
+    newer.block_number += 1;
+    newer.devices.insert(
+        "1113".into(),
+        DeviceKey::active(fleet.keys["1114"].to_public_key()),
+    );
+    let genuine = authenticate(gate.limits(), "1111", &bytes, &newer).unwrap();
+    assert_eq!(target_refusal(&genuine, &newer), None);
+    // The probe kept no state: the message id is still unused.
+    let accepted = gate.admit("1111", genuine, now(), &newer).unwrap();
+    assert_eq!(accepted.target, Target::Device("1113".into()));
+}
+
+#[test]
+fn only_refusals_newer_chain_state_can_change_are_worth_waiting_for() {
+    let mismatch = Reason::KeyMismatch {
+        presented: [1; 32],
+        expected: [2; 32],
+    };
+    for reason in [
+        mismatch,
+        Reason::NoGroupKey,
+        Reason::UnknownTarget,
+        Reason::UnknownSender,
+        Reason::BadSignature,
+    ] {
+        assert!(reason.may_pass_on_newer_state(), "{reason:?}");
+    }
+    for reason in [
+        Reason::Replay,
+        Reason::TooLarge,
+        Reason::Malformed,
+        Reason::RateLimited,
+        Reason::StaleTimestamp,
+        Reason::StaleState,
+        Reason::WrongIngress,
+    ] {
+        assert!(!reason.may_pass_on_newer_state(), "{reason:?}");
+    }
+}

@@ -72,6 +72,16 @@ pub async fn exchange_log(
 /// The envelopes among `hashes` that `keymesh-proof` proves logged: found in the bridge's
 /// proof archive, on a path to the root of a finalized `KeysExchanged` event. Sorted.
 pub async fn proved_logged(stack: &Stack, hashes: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    // The bridge archives a batch's leaves once it sees the batch finalized, a moment after
+    // a caller that watches the log may have: wait until the bridge has committed all it
+    // journaled (a bridge that is not running archives nothing more).
+    wait_for("the bridge to archive what it logged", WAIT, || async {
+        match stack.metric("keymesh_bridge_audit_backlog").await {
+            Some(backlog) => (backlog == 0.0).then_some(()),
+            None => Some(()),
+        }
+    })
+    .await;
     let list = stack.dir.path().join(format!("hashes-{}.txt", free_port()));
     let text: Vec<String> = hashes.iter().map(hex::encode).collect();
     std::fs::write(&list, text.join("\n")).unwrap();

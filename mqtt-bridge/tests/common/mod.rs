@@ -367,7 +367,10 @@ fn node_command(base: &Path, rpc_port: u16, p2p_port: u16, args: &[String]) -> C
 async fn connect_node(rpc_port: u16) -> Api {
     let url = format!("ws://127.0.0.1:{rpc_port}");
     wait_for("the node's JSON-RPC", Duration::from_secs(60), || async {
-        Api::from_insecure_url(&url).await.ok()
+        keymesh_device::node_client::connect(&url)
+            .await
+            .ok()
+            .map(|(api, _)| api)
     })
     .await
 }
