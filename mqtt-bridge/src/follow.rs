@@ -13,11 +13,15 @@
 //!   not. Applying a block takes a moment after the node announces it, and a device that
 //!   read the new state over RPC in that moment must not be refused on the old state
 //!   (the forward loop holds such an envelope until the block is applied).
+//! - A [`Probe`] asks the follower to read the node's finalized head at once and apply it,
+//!   then answers. The node answers RPC from a new finalized block before its notification
+//!   reaches the bridge, by milliseconds, or by tens of them on a loaded machine; the forward
+//!   loop probes before it refuses an envelope that newer state might let pass.
 
 use std::{sync::Arc, time::Duration};
 
 use subxt::utils::AccountId32;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     backoff::Backoff,
@@ -43,12 +47,20 @@ pub struct Outputs {
     pub rekeys: Option<mpsc::Sender<Rekey>>,
 }
 
+/// A request to apply the node's finalized head now; answered once it is applied (or the
+/// attempt failed).
+pub type Probe = oneshot::Sender<()>;
+
+/// Probes waiting for the follower; more are not needed, as one answers all.
+pub const PROBES: usize = 4;
+
 /// The follower's state.
 pub struct Follower {
     url: String,
     bridge: AccountId32,
     out: Outputs,
     metrics: Metrics,
+    probes: mpsc::Receiver<Probe>,
 }
 
 /// Why following stopped; the follower reconnects after each.
@@ -61,12 +73,19 @@ enum FollowError {
 }
 
 impl Follower {
-    pub fn new(url: &str, bridge: AccountId32, out: Outputs, metrics: Metrics) -> Self {
+    pub fn new(
+        url: &str,
+        bridge: AccountId32,
+        out: Outputs,
+        metrics: Metrics,
+        probes: mpsc::Receiver<Probe>,
+    ) -> Self {
         Follower {
             url: url.to_string(),
             bridge,
             out,
             metrics,
+            probes,
         }
     }
 
@@ -136,17 +155,29 @@ impl Follower {
             );
         }
         backoff.reset();
-        while let Some(block) = blocks.next().await {
-            let number = match block {
-                Ok(block) => block.number(),
-                Err(e) => return chain::query(e).into(),
+        loop {
+            let (number, probe) = tokio::select! {
+                block = blocks.next() => match block {
+                    Some(Ok(block)) => (block.number(), None),
+                    Some(Err(e)) => return chain::query(e).into(),
+                    None => return FollowError::StreamEnded,
+                },
+                Some(probe) = self.probes.recv() => match node.api.at_current_block().await {
+                    Ok(at) => (at.block_number(), Some(probe)),
+                    Err(e) => return chain::query(e).into(),
+                },
             };
             self.heard_of(number);
-            if let Err(e) = self.catch_up(node, number).await {
+            let applied = self.catch_up(node, number).await;
+            // Every probe waiting is answered by this one reading.
+            drop(probe);
+            while let Ok(waiting) = self.probes.try_recv() {
+                drop(waiting);
+            }
+            if let Err(e) = applied {
                 return e.into();
             }
         }
-        FollowError::StreamEnded
     }
 
     /// Applies every finalized block after the last one applied, up to `head`.

@@ -18,9 +18,11 @@
 //! The node announces a finalized block a moment before the bridge has applied it, and a
 //! device may read the new state over RPC in that moment (a rotated key, a group's first
 //! key). An envelope that the cache's state would refuse for a reason newer state may
-//! change is held until the follower has applied the newest block it has heard of, within
-//! [`NEWER_STATE_GRACE`], and then checked again. Each block is waited for once, so a flood
-//! of such refusals costs one wait per block. Nothing passes on older state than before.
+//! change is held until the follower has applied the newest block it has heard of, or, if
+//! it has heard of none, until it has read and applied the node's finalized head (a probe),
+//! within [`NEWER_STATE_GRACE`], and then checked again. Each block heard of is waited for
+//! once and probes are at least [`PROBE_EVERY`] apart, so a flood of such refusals costs
+//! little. Nothing passes on older state than before.
 //!
 //! When a write fails, the envelope is neither forwarded nor acknowledged, `/readyz` says
 //! so, and the same envelope is tried again with backoff until the write goes through.
@@ -56,6 +58,10 @@ const CATCH_UP_GRACE: Duration = Duration::from_secs(5);
 /// Longest hold for a finalized block the follower has heard of but not applied. Applying
 /// one takes well under a second, even with a thousand changed devices.
 const NEWER_STATE_GRACE: Duration = Duration::from_secs(2);
+
+/// Least time between two probes of the node's finalized head: a flood of refusals costs
+/// the node ten reads a second at most.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
 
 /// A journal with this many records more than the window holds is rewritten.
 const COMPACT_SLACK: usize = 65_536;
@@ -104,6 +110,8 @@ pub struct Forward {
     pub caught_up: watch::Receiver<bool>,
     /// The newest finalized block the follower has heard of, applied or not.
     pub finalized_seen: watch::Receiver<u64>,
+    /// Asks the follower to apply the node's finalized head now.
+    pub probes: mpsc::Sender<crate::follow::Probe>,
     pub audit: Arc<SharedJournal>,
     pub health: Arc<Health>,
     pub metrics: Metrics,
@@ -121,6 +129,8 @@ pub struct ForwardLoop {
     behind_since: Option<Instant>,
     /// The newest finalized block an envelope was held for.
     held_for: u64,
+    /// When the follower was last asked to read the node's finalized head.
+    last_probe: Option<Instant>,
     /// Starts the work done on envelopes ahead of their turn.
     preparer: Preparer,
 }
@@ -134,6 +144,7 @@ impl Forward {
             unclosed: std::collections::VecDeque::new(),
             behind_since: None,
             held_for: 0,
+            last_probe: None,
         }
     }
 }
@@ -313,10 +324,12 @@ impl ForwardLoop {
         let mut snapshot = self.forward.snapshot.borrow().clone();
         let mut started = Instant::now();
         let mut genuine = self.authenticate(sender, publish, work, &snapshot);
-        if let Some(block) = self.newer_state_may_pass(&genuine, &snapshot) {
-            snapshot = self.hold_for(block).await;
-            started = Instant::now();
-            genuine = self.authenticate(sender, publish, work, &snapshot);
+        if self.newer_state_may_pass(&genuine, &snapshot) {
+            if let Some(newer) = self.newer_state(&snapshot).await {
+                snapshot = newer;
+                started = Instant::now();
+                genuine = self.authenticate(sender, publish, work, &snapshot);
+            }
         }
         // The MQTT `DUP` flag is not consulted: anyone can set it. Redeliveries are known
         // from the bridge's own journals (`Gate::remember_open`).
@@ -348,28 +361,52 @@ impl ForwardLoop {
             .and_then(|()| work.genuine(f.gate.limits(), sender, &publish.payload, snapshot))
     }
 
-    /// The finalized block worth holding the envelope for: the newest one the follower has
-    /// heard of, if it is not applied yet, was not held for before, and the envelope would
-    /// be refused at `snapshot` for a reason it may change.
+    /// Whether the envelope would be refused at `snapshot` for a reason newer finalized
+    /// state may change.
     fn newer_state_may_pass(
         &self,
         genuine: &Result<Genuine, Refused>,
         snapshot: &Snapshot,
-    ) -> Option<u64> {
-        let heard_of = *self.forward.finalized_seen.borrow();
-        let block = unapplied_block(heard_of, snapshot.block_number, self.held_for)?;
+    ) -> bool {
         let reason = match genuine {
-            Err(refused) => refused.reason.clone(),
-            Ok(genuine) => gate::target_refusal(genuine, snapshot)?,
+            Err(refused) => Some(refused.reason.clone()),
+            Ok(genuine) => gate::target_refusal(genuine, snapshot),
         };
-        reason.may_pass_on_newer_state().then_some(block)
+        reason.is_some_and(|reason| reason.may_pass_on_newer_state())
     }
 
-    /// Waits, within [`NEWER_STATE_GRACE`], for the follower to apply finalized `block`;
-    /// returns the snapshot then current.
-    async fn hold_for(&mut self, block: u64) -> Arc<Snapshot> {
-        self.held_for = block;
-        self.forward.metrics.held_for_newer_state.inc();
+    /// Waits, within [`NEWER_STATE_GRACE`], for finalized state newer than `snapshot`: the
+    /// newest block the follower has heard of, if it has not applied it and no envelope was
+    /// held for it before; else, at most every [`PROBE_EVERY`], whatever the node has
+    /// finalized by now ([`crate::follow::Probe`]). Returns the newer snapshot, if there is
+    /// one.
+    async fn newer_state(&mut self, snapshot: &Snapshot) -> Option<Arc<Snapshot>> {
+        let heard_of = *self.forward.finalized_seen.borrow();
+        if let Some(block) = unapplied_block(heard_of, snapshot.block_number, self.held_for) {
+            self.held_for = block;
+            self.wait_for_block(block).await;
+        } else if *self.forward.caught_up.borrow()
+            && self.last_probe.is_none_or(|at| at.elapsed() >= PROBE_EVERY)
+        {
+            // Only a follower that is caught up is following, and so answers probes.
+            self.last_probe = Some(Instant::now());
+            let (probe, answered) = tokio::sync::oneshot::channel();
+            if self.forward.probes.try_send(probe).is_err() {
+                return None;
+            }
+            let _ = tokio::time::timeout(NEWER_STATE_GRACE, answered).await;
+        } else {
+            return None;
+        }
+        let current = self.forward.snapshot.borrow().clone();
+        (current.block_number > snapshot.block_number).then(|| {
+            self.forward.metrics.held_for_newer_state.inc();
+            current
+        })
+    }
+
+    /// Waits, within [`NEWER_STATE_GRACE`], for the follower to apply finalized `block`.
+    async fn wait_for_block(&mut self, block: u64) {
         let mut snapshot = self.forward.snapshot.clone();
         let applied = snapshot.wait_for(|s| u64::from(s.block_number) >= block);
         if tokio::time::timeout(NEWER_STATE_GRACE, applied)
@@ -378,8 +415,6 @@ impl ForwardLoop {
         {
             tracing::warn!("finalized #{block} not applied within {NEWER_STATE_GRACE:?}");
         }
-        let current = snapshot.borrow().clone();
-        current
     }
 
     /// Holds the envelope while the follower catches up, within [`CATCH_UP_GRACE`] of

@@ -20,8 +20,8 @@ pub struct Metrics {
     pub redelivered: Counter<U64>,
     /// Envelopes refused, by reason code.
     pub refused: CounterVec<U64>,
-    /// Envelopes that would have been refused on the cache's state, held until a finalized
-    /// block the bridge had heard of was applied, and checked again.
+    /// Envelopes that would have been refused on the cache's state, held until newer
+    /// finalized state was applied, and checked again on it.
     pub held_for_newer_state: Counter<U64>,
     /// Time the gate took per envelope, in seconds.
     pub check_latency: Histogram,
@@ -125,7 +125,7 @@ impl Metrics {
             held_for_newer_state: register(
                 Counter::new(
                     "held_for_newer_state_total",
-                    "Envelopes held for a finalized block not yet applied, then checked again",
+                    "Envelopes held until newer finalized state was applied, then checked again",
                 )?,
                 &registry,
             )?,

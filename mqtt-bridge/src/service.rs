@@ -382,6 +382,7 @@ fn spawn_follower(
         watch::Sender<bool>,
         watch::Sender<u64>,
     ),
+    probes: mpsc::Receiver<crate::follow::Probe>,
     views: &Views,
     rekeys: Option<mpsc::Sender<rekey::Rekey>>,
     metrics: &Metrics,
@@ -397,6 +398,7 @@ fn spawn_follower(
             rekeys,
         },
         metrics.clone(),
+        probes,
     );
     let mut ingress_up = views.ingress.clone();
     tokio::spawn(async move {
@@ -476,6 +478,7 @@ pub async fn run(
         &views,
         &metrics,
     );
+    let (probes, probed) = mpsc::channel(crate::follow::PROBES);
     spawn_follower(
         &settings,
         node,
@@ -484,6 +487,7 @@ pub async fn run(
             publishers.caught_up,
             publishers.finalized_seen,
         ),
+        probed,
         &views,
         rekeys,
         &metrics,
@@ -511,6 +515,7 @@ pub async fn run(
         snapshot: views.snapshot.clone(),
         caught_up: views.caught_up.clone(),
         finalized_seen: views.finalized_seen.clone(),
+        probes,
         audit: journals.audit.clone(),
         health,
         metrics,
