@@ -250,6 +250,8 @@ async fn an_envelope_sealed_to_a_key_the_moment_rpc_shows_it_is_forwarded() {
             if answer["result"] == "check" {
                 break;
             }
+            // Readiness is the RPC answer itself; `wait_for`'s 50 ms polls would let the
+            // bridge catch up first and miss the moment this test is about.
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         sender.send(sealed).await;
